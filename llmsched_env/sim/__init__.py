@@ -1,0 +1,76 @@
+"""Pure simulation of an LLM inference engine (no Gymnasium, torch or CLI imports).
+
+The public API in one place; see DESIGN.md §3 and each module's docstring.
+"""
+
+import importlib.machinery as _machinery
+import os as _os
+import warnings as _warnings
+
+from . import engine as _engine
+from . import metrics as _metrics
+from . import request as _request
+from .api import SimResult, build_engine, resolve_hardware, simulate
+from .capacity import sustainable_rate
+from .config import SimConfig, load_config
+from .cost import CostModel, LinearCostModel, StaircaseCostModel, available_hardware, get_hardware
+from .engine import BATCHING_RULES, Engine, EngineConfig
+from .metrics import SLO, StreamingSummary, TimeSeries, summarize
+from .policy import FCFS, Policy
+from .predictors import PredictorConfig, make_predictor
+from .request import PreemptionMode, Request, RequestBatch, RequestState
+from .validation import ConfigError
+from .workload import WorkloadConfig, available_length_presets, generate
+
+
+
+def _compiled(module) -> bool:
+    return module.__file__.endswith(tuple(_machinery.EXTENSION_SUFFIXES))
+
+
+#: True when the hot-path modules run as mypyc-compiled C extensions (see setup.py).
+COMPILED = all(_compiled(m) for m in (_engine, _metrics, _request))
+
+for _module in (_engine, _metrics, _request):
+    _source = _module.__file__.rsplit(".", 2)[0] + ".py" if _compiled(_module) else None
+    if _source and _os.path.exists(_source) and _os.path.getmtime(_source) > _os.path.getmtime(_module.__file__):
+        _warnings.warn(
+            f"{_module.__name__} runs compiled from an older {_os.path.basename(_source)}: your edits are not "
+            "in effect; reinstall (pip install -e .) or reinstall with LLMSCHED_PURE_PYTHON=1",
+            stacklevel=2,
+        )
+
+__all__ = [
+    "BATCHING_RULES",
+    "COMPILED",
+    "ConfigError",
+    "CostModel",
+    "Engine",
+    "EngineConfig",
+    "FCFS",
+    "LinearCostModel",
+    "Policy",
+    "PredictorConfig",
+    "PreemptionMode",
+    "Request",
+    "RequestBatch",
+    "RequestState",
+    "SLO",
+    "SimConfig",
+    "SimResult",
+    "StaircaseCostModel",
+    "StreamingSummary",
+    "TimeSeries",
+    "WorkloadConfig",
+    "available_hardware",
+    "available_length_presets",
+    "build_engine",
+    "generate",
+    "get_hardware",
+    "load_config",
+    "make_predictor",
+    "resolve_hardware",
+    "simulate",
+    "summarize",
+    "sustainable_rate",
+]

@@ -1,0 +1,218 @@
+"""The one-call API: run a simulation from a config with a policy and a seed.
+
+>>> from llmsched_env.sim import SimConfig, simulate
+>>> result = simulate(SimConfig(load=0.8), seed=1)
+>>> result.summary["e2e_mean_s"], result.summary["output_tokens_per_s"]
+
+Common random numbers: the seed is split into independent streams for arrivals, lengths and
+predictions, so every policy run with the same config and seed serves exactly the same requests
+and sees exactly the same predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .capacity import sustainable_rate
+from .config import SimConfig
+from .cost import CostModel, get_hardware
+from .engine import Engine, EngineConfig, EngineStats
+from .metrics import SLO, StreamingSummary, TimeSeries, summarize
+from .policy import FCFS, Policy
+from .predictors import make_predictor
+from .request import RecordBuffer, Request, RequestBatch
+from .validation import ConfigError
+from .workload import generate, sample_lengths
+
+RECORD_CHUNK = 4096  # records handed to the streaming summary at a time
+
+
+@dataclass(frozen=True)
+class ResolvedHardware:
+    """What the engine needs from a hardware preset (or a custom cost model)."""
+
+    cost: CostModel
+    num_blocks: int
+    swap_block_bytes: float
+    swap_seconds_per_block: float
+    kv_bytes_per_block: float
+
+
+def resolve_hardware(engine: EngineConfig, cost_model: CostModel | None = None) -> ResolvedHardware:
+    """Cost model and KV capacity of ``engine`` (a custom ``cost_model`` replaces the preset's)."""
+    hw = get_hardware(engine.hardware)
+    B = engine.block_size
+    if engine.num_gpu_blocks is not None:
+        num_blocks = engine.num_gpu_blocks
+    else:
+        num_blocks = hw.kv_capacity_blocks(gpu_memory_utilization=engine.gpu_memory_utilization, block_size=B)
+        if num_blocks < 1:
+            raise ConfigError(
+                f"gpu_memory_utilization={engine.gpu_memory_utilization!r} leaves no KV cache for "
+                f"hardware={engine.hardware!r}: expected a larger fraction or an explicit num_gpu_blocks"
+            )
+    return ResolvedHardware(
+        cost=cost_model if cost_model is not None else hw.cost,
+        num_blocks=int(num_blocks),
+        swap_block_bytes=float(hw.model.kv_bytes_per_token_per_device(hw.tensor_parallel) * B),
+        swap_seconds_per_block=hw.swap_seconds_per_block(B),
+        kv_bytes_per_block=float(hw.model.kv_bytes_per_token * B),
+    )
+
+
+def arrival_rate(config: SimConfig, cost_model: CostModel | None = None) -> tuple[float | None, float | None]:
+    """(arrival rate in requests/s, sustainable rate) for a config; rate None keeps a trace's timing."""
+    if config.rate is not None:
+        return config.rate, None
+    if config.load is None:
+        return None, None
+    capacity = sustainable_rate(config.engine, config.workload, cost_model)
+    return config.load * capacity, capacity
+
+
+def request_stream(config: SimConfig, rate: float | None, seed: int) -> Iterator[RequestBatch]:
+    """The workload's request chunks with predictions filled in (common random numbers)."""
+    workload_seed, predictor_seed = np.random.SeedSequence(seed).spawn(2)
+    predictor = make_predictor(config.predictor)
+    rng = np.random.default_rng(predictor_seed)
+    for batch in generate(config.workload, rate, workload_seed):
+        predictor.annotate(batch, rng)
+        yield batch
+
+
+def check_fits(config: SimConfig, num_blocks: int, sample: int = 1000) -> None:
+    """Reject a KV cache too small for the workload's prompts.
+
+    A single request that can never fit is rejected at run time and counted; a cache smaller than
+    most prompts of the workload is a configuration mistake, reported here with the numbers.
+    """
+    prompt, _ = sample_lengths(config.workload, sample, config.seed)
+    capacity_tokens = num_blocks * config.engine.block_size
+    too_long = int(np.count_nonzero(np.asarray(prompt) > capacity_tokens))
+    if too_long * 2 > len(prompt):
+        raise ConfigError(
+            f"num_gpu_blocks={num_blocks} holds {capacity_tokens} tokens of KV, smaller than the prompt of "
+            f"{too_long} of {len(prompt)} sampled requests of workload lengths={config.workload.lengths!r} "
+            f"(median prompt {int(np.median(prompt))} tokens): expected a KV cache of at least "
+            f"{int(np.max(prompt)) // config.engine.block_size + 1} blocks, or a shorter workload"
+        )
+
+
+@dataclass
+class SimResult:
+    """Outcome of one run: per-request records, the summary dict and the engine's counters."""
+
+    config: SimConfig
+    policy: str
+    seed: int
+    rate: float | None  # arrival rate used (requests/s); None: a trace's own timing
+    capacity: float | None  # the engine's sustainable rate for this length mix (requests/s)
+    summary: dict
+    records: dict[str, np.ndarray] | None  # None when keep_records=False
+    stats: EngineStats
+    series: TimeSeries
+
+
+def build_engine(
+    config: SimConfig,
+    policy: Policy | None = None,
+    *,
+    seed: int | None = None,
+    cost_model: CostModel | None = None,
+    on_record: Callable[[Request], None] | None = None,
+    series: TimeSeries | None = None,
+) -> tuple[Engine, float | None, float | None]:
+    """An engine ready to run ``config`` (used by :func:`simulate` and the environments).
+
+    Returns ``(engine, arrival_rate, sustainable_rate)``.
+    """
+    seed = config.seed if seed is None else seed
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed={seed!r} is invalid: expected an integer >= 0")
+    hw = resolve_hardware(config.engine, cost_model)
+    check_fits(config, hw.num_blocks)
+    rate, capacity = arrival_rate(config, cost_model)
+    predictor = make_predictor(config.predictor)
+    engine = Engine(
+        config.engine,
+        hw.cost,
+        hw.num_blocks,
+        request_stream(config, rate, int(seed)),
+        policy,
+        swap_block_bytes=hw.swap_block_bytes,
+        swap_seconds_per_block=hw.swap_seconds_per_block,
+        refresh_every=predictor.refresh_every,
+        prediction_cost_s=predictor.cost_s,
+        on_record=on_record,
+        on_stretch=series.observe if series is not None else None,
+        decision_interval=config.decision_interval,
+        max_time=config.max_time,
+    )
+    return engine, rate, capacity
+
+
+def simulate(
+    config: SimConfig | None = None,
+    policy: Policy | None = None,
+    *,
+    seed: int | None = None,
+    cost_model: CostModel | None = None,
+) -> SimResult:
+    """Run one simulation and return its records and summary.
+
+    Args:
+        config: the run (default :class:`SimConfig()`: the default engine and workload at load 0.9).
+        policy: a scheduling policy (default FCFS).
+        seed: overrides ``config.seed``.
+        cost_model: a custom iteration-time model replacing the hardware preset's.
+    """
+    config = config if config is not None else SimConfig()
+    policy = policy if policy is not None else FCFS()
+    seed = config.seed if seed is None else seed
+    series = TimeSeries()
+    slo = SLO(ttft_s=config.slo_ttft_s, tpot_s=config.slo_tpot_s)
+    buffer = RecordBuffer()
+    streaming = None if config.keep_records else StreamingSummary(slo)
+
+    def on_record(r: Request) -> None:
+        buffer.append(r)
+        if streaming is not None and len(buffer) >= RECORD_CHUNK:
+            streaming.add(buffer.to_arrays())
+            buffer.clear()
+
+    engine, rate, capacity = build_engine(
+        config, policy, seed=seed, cost_model=cost_model, on_record=on_record, series=series
+    )
+    engine.run()
+    hw = resolve_hardware(config.engine, cost_model)
+    duration = engine.now
+    series.arrivals_end_s = engine.last_arrival_time
+    series.arrivals = engine.arrived
+    if streaming is not None:
+        if len(buffer):
+            streaming.add(buffer.to_arrays())
+        summary = streaming.result(series, duration, slo, kv_bytes_per_block=hw.kv_bytes_per_block)
+        records = None
+    else:
+        records = buffer.to_arrays()
+        summary = summarize(records, series, duration=duration, slo=slo, kv_bytes_per_block=hw.kv_bytes_per_block)
+    summary["arrival_rate_per_s"] = math.nan if rate is None else float(rate)
+    summary["capacity_per_s"] = math.nan if capacity is None else float(capacity)
+    summary["iterations"] = engine.stats.iterations
+    summary["events"] = engine.stats.stretches
+    summary["swap_fallbacks"] = engine.stats.swap_fallbacks
+    return SimResult(
+        config=config,
+        policy=getattr(policy, "name", type(policy).__name__),
+        seed=int(seed),
+        rate=rate,
+        capacity=capacity,
+        summary=summary,
+        records=records,
+        stats=engine.stats,
+        series=series,
+    )

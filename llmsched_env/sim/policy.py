@@ -1,0 +1,61 @@
+"""The scheduling-policy interface: one idea, used by the engine and (as an agent) by the envs.
+
+A policy gives a **priority score per request**; the engine serves requests in ascending score
+order (ties broken by arrival time, then id) under its batch limits, so preemption follows from
+the order (DESIGN.md §2-§3). Scores are taken at *decision epochs* (an arrival, a completion, a
+preemption, a prediction refresh, a wake-up the policy asked for) and held fixed in between; this
+is what lets the engine fast-forward over many iterations, and what makes a policy driving a
+Gymnasium env give exactly the same run as the same policy driving the engine directly.
+
+Policies read requests through the engine's :class:`~llmsched_env.sim.request.Request` objects
+(read-only by convention) and never see ``output_len`` unless they are oracles.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+from .request import Request
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What the engine needs from a scheduling policy.
+
+    Attributes:
+        name: short identifier used in reports.
+        dynamic: if False, a request's score depends only on facts that change at the request's own
+            events (arrival, prediction refresh, restart), so the engine scores each request once
+            per such event; if True, the engine re-scores every live request at every epoch.
+    """
+
+    name: str
+    dynamic: bool
+
+    def priorities(self, requests: Sequence[Request], now: float) -> Sequence[float]:
+        """One finite score per request (lower is served first)."""
+        ...
+
+
+class FCFS:
+    """First come, first served: score = arrival time (vLLM's default order).
+
+    Non-preemptive in effect: a running request always precedes later arrivals, so under memory
+    pressure the latest arrival is the victim.
+    """
+
+    name = "fcfs"
+    dynamic = False
+
+    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
+        return [r.arrival for r in requests]
+
+
+def policy_wakeup(policy: Policy, requests: Sequence[Request], now: float) -> int | None:
+    """Iterations until ``policy`` wants another decision epoch (None: no wish).
+
+    Policies whose order changes with progress (e.g. a multi-level feedback queue demoting a
+    request after its quantum) implement ``wakeup``; others need not.
+    """
+    wake = getattr(policy, "wakeup", None)
+    return wake(requests, now) if wake is not None else None

@@ -1,0 +1,629 @@
+"""Workloads: arrival processes, request-length distributions, fitted presets, and generation.
+
+A :class:`WorkloadConfig` describes *what* arrives; :func:`generate` streams it as
+:class:`~llmsched_env.sim.request.RequestBatch` chunks for a given mean arrival rate and seed
+(DESIGN.md §3 "Workloads"; the engine turns ``load`` into ``rate`` with :func:`mean_lengths`
+or :func:`sample_lengths`).
+
+Arrival processes (``arrival``), all with long-run mean rate ``rate`` requests/s:
+
+* ``poisson``: exponential inter-arrival times (IATs).
+* ``gamma``: Gamma IATs with shape ``1/arrival_cv**2`` and mean ``1/rate`` (CV > 1 is burstier
+  than Poisson; the same model as vLLM's ``--burstiness`` = ``1/cv**2``).
+* ``onoff``: Markov-modulated (interrupted) Poisson. ON and OFF periods are exponential with
+  means ``burst_on_s`` and ``burst_off_s``; arrivals are Poisson at ``rate*(on+off)/on`` while ON
+  and absent while OFF. The process starts at the beginning of an ON period. Its IAT CV is
+  ``sqrt(1 + 2*lam*a/(a+b)**2)`` with ``lam`` the ON rate, ``a = 1/on``, ``b = 1/off``.
+* ``deterministic``: one request every ``1/rate`` s.
+* ``trace``: the timestamps of ``trace_path`` in file order, the first mapped to 0, scaled so the
+  whole trace's mean rate, ``(n-1)/span``, becomes ``rate`` (``rate=None`` keeps its own timing).
+
+The first request arrives after the first IAT (``trace``: at 0).
+
+Length distributions (``lengths``); every length is an int64 >= 1, clipped (not dropped) to
+``max_prompt_len`` / ``max_output_len`` when those are set:
+
+* ``lognormal``: mean ``prompt_mean`` / ``output_mean`` (the mean, not the median:
+  ``mu = ln(mean) - sigma**2/2``), log-std ``prompt_sigma`` / ``output_sigma``, rounded to the
+  nearest integer; ``length_correlation`` is the correlation of the two underlying normals (a
+  Gaussian copula; the Spearman rank correlation is ``6/pi * asin(rho/2)``).
+* ``poisson``: Poisson with the given means, values of 0 raised to 1.
+* ``fixed``: every request has exactly ``prompt_mean`` / ``output_mean`` tokens (whole numbers).
+* ``uniform``: integers uniform on ``[round(mean*(1-uniform_spread)), round(mean*(1+uniform_spread))]``
+  (lower end at least 1), independent.
+* ``trace``: the lengths of ``trace_path`` in file order.
+* a preset name (below): an empirical joint distribution fitted to a real trace.
+
+Presets (``available_length_presets()``; JSON files in ``sim/data/lengths/`` written by
+``benchmarks/fit_length_presets.py`` from ``../shared/data/traces``, see its README for origins):
+
+* ``sharegpt`` (default): ShareGPT conversations, Llama-2 tokenizer, totals <= 8,192 tokens
+  (Sarathi-Serve's ``sharegpt_8k_filtered``). Mean prompt 2,340 / output 439 tokens.
+* ``arxiv-summarization``: arXiv paper summarization, Llama-2 tokenizer, totals <= 4,096 (Vidur).
+  Mean 2,588 / 291, long output tail.
+* ``azure-conv``: Azure LLM inference trace 2023, conversation service (Splitwise). Mean 1,155 / 211.
+* ``azure-code``: Azure LLM inference trace 2023, coding service. Mean 2,048 / 28 (short outputs).
+* ``mooncake-conversation``: Kimi chat traffic (Mooncake FAST'25). Mean 12,035 / 343 (long context).
+* ``mooncake-synthetic``: Mooncake's synthetic trace built from public datasets. Mean 15,325 / 149.
+
+A preset is a sparse 2-D histogram of (prompt, output) counts on integer bins spaced evenly in
+log length (<= 40 per axis; it keeps the prompt/output dependence) plus a finer histogram of each
+length (<= 160 bins). Sampling picks a joint cell with its empirical probability, then each length
+from the fine histogram inside the cell's bin, log-uniform within a fine bin and floored, so
+lengths stay within the trace's min/max. Against the traces, 400k samples match the mean within
+0.6 % and p50/p90/p99 within 1.6 % (``benchmarks/fit_length_presets.py`` prints the comparison).
+:func:`mean_lengths` is exact for this model.
+
+Traces shorter than ``num_requests`` are replayed again from the start, the k-th replay shifted by
+k times the trace's period ``span * n / (n-1)`` (its span plus one mean IAT), so the long-run rate
+is still ``(n-1)/span`` before scaling.
+
+Common random numbers: arrivals and lengths use separate child streams of ``seed``, so configs
+that share ``lengths`` (and its parameters) give the same length sequence whatever the arrival
+process or rate, and the same seed always gives the same output. Each random quantity has its own
+generator drawing one value per request, so the output does not depend on ``chunk_size``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .request import RequestBatch
+from .traces import TIME_UNITS, TRACE_FORMATS, Trace, read_trace
+from .validation import check_choice, check_number, check_positive, fail
+
+LENGTH_KINDS: tuple[str, ...] = ("lognormal", "poisson", "fixed", "uniform", "trace")
+ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "gamma", "onoff", "deterministic", "trace")
+PRESET_DIR = Path(__file__).resolve().parent / "data" / "lengths"
+
+# Spawn keys of the workload's child streams of the run seed (ASCII "arrv", "leng"); other
+# modules deriving streams from the same seed must use other keys.
+ARRIVAL_STREAM = 0x61727276
+LENGTH_STREAM = 0x6C656E67
+_NO_CAP = float(2**40)  # cap on sampled lengths when none is set (keeps int64 casts safe)
+
+
+# -- presets --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PresetAxis:
+    """One length axis (prompt or output) of a preset.
+
+    A fine histogram of the trace's lengths (``counts`` over integer bins ``edges``, <= 160 bins
+    spaced evenly in log length; short lengths get one bin per integer), grouped into the coarse
+    bins ``coarse_edges`` (<= 40, a subset of ``edges``) on which the joint histogram is kept.
+    """
+
+    edges: np.ndarray  # int64 (F+1,): fine bin f holds lengths edges[f] .. edges[f+1]-1
+    counts: np.ndarray  # int64 (F,): trace requests in each fine bin
+    coarse_edges: np.ndarray  # int64 (B+1,)
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative counts from 0 (F+1,) and the first fine bin of each coarse bin (B+1,)."""
+        cum = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.float64)
+        return cum, np.searchsorted(self.edges, self.coarse_edges)
+
+    def sample(self, coarse_bin: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Lengths in the given coarse bins from uniforms ``u``: the inverse CDF of the fine
+        histogram restricted to the coarse bin, log-uniform inside each fine bin, floored."""
+        cum, first = self._layout()
+        lo, hi = cum[first[coarse_bin]], cum[first[coarse_bin + 1]]
+        # Counts are integers, so hi - 0.5 lies inside the coarse bin's last nonempty fine bin:
+        # the cap only catches lo + u*(hi-lo) rounding up to hi.
+        mass = np.minimum(lo + u * (hi - lo), hi - 0.5)
+        fine = np.searchsorted(cum, mass, side="right") - 1
+        within = (mass - cum[fine]) / self.counts[fine]  # position inside the fine bin, in [0, 1)
+        a, b = self.edges[fine], self.edges[fine + 1]
+        x = np.floor(a * np.exp(within * np.log(b / a)))
+        return np.minimum(x.astype(np.int64), b - 1)  # guard against rounding up to the next bin
+
+    def coarse_means(self, cap: int | None) -> np.ndarray:
+        """Exact E[min(length, cap)] for a sample in each coarse bin."""
+        _, first = self._layout()
+        weighted = np.add.reduceat(self.counts * _floor_loguniform_means(self.edges, cap), first[:-1])
+        return weighted / np.maximum(np.add.reduceat(self.counts, first[:-1]), 1)  # empty bins: 0
+
+
+@dataclass(frozen=True)
+class LengthPreset:
+    """An empirical joint (prompt, output) length distribution fitted to a real trace.
+
+    Sampling picks a joint cell (a pair of coarse bins) with its empirical probability, then each
+    length from its axis's fine histogram inside that coarse bin (:meth:`PresetAxis.sample`).
+    """
+
+    name: str
+    description: str
+    source: dict  # file, origin (repository and path), commit, license, citation
+    trace_stats: dict  # rows; prompt/output mean, median, p90, p99, min, max; spearman
+    arrival_stats: dict | None  # span_s, mean_rate (= (n-1)/span), iat_cv; None if untimed
+    prompt: PresetAxis
+    output: PresetAxis
+    cell_prompt_bin: np.ndarray  # int64 (C,) coarse prompt bin of each nonzero joint cell
+    cell_output_bin: np.ndarray  # int64 (C,)
+    cell_count: np.ndarray  # int64 (C,) trace requests in each cell
+
+
+def available_length_presets() -> list[str]:
+    """Names of the shipped length presets."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def _frozen(values: list | np.ndarray) -> np.ndarray:
+    a = np.asarray(values, dtype=np.int64)
+    a.setflags(write=False)  # shared through the cache
+    return a
+
+
+@functools.lru_cache(maxsize=None)
+def load_length_preset(name: str) -> LengthPreset:
+    """A preset with its metadata (source, the trace's own statistics) and histograms."""
+    check_choice("lengths", name, available_length_presets())
+    data = json.loads((PRESET_DIR / f"{name}.json").read_text())
+    hist = data["histogram"]
+    axes = {k: PresetAxis(**{f: _frozen(v) for f, v in hist[k].items()}) for k in ("prompt", "output")}
+    cells = np.asarray(hist["cells"], dtype=np.int64).reshape(-1, 3)
+    return LengthPreset(
+        name=data["name"],
+        description=data["description"],
+        source=data["source"],
+        trace_stats=data["trace_stats"],
+        arrival_stats=data["arrival_stats"],
+        cell_prompt_bin=_frozen(cells[:, 0]),
+        cell_output_bin=_frozen(cells[:, 1]),
+        cell_count=_frozen(cells[:, 2]),
+        **axes,
+    )
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """What arrives: a length distribution, an arrival process and a request count.
+
+    Fields (see the module docstring for each kind):
+
+    * ``lengths``: a preset name or one of ``LENGTH_KINDS``.
+    * ``prompt_mean``, ``output_mean``: mean lengths (tokens, >= 1) for lognormal / poisson /
+      uniform; the exact lengths for fixed (whole numbers). Unused by presets and traces.
+    * ``prompt_sigma``, ``output_sigma``: lognormal std of log length (>= 0).
+    * ``length_correlation``: lognormal only: Gaussian-copula correlation in [-1, 1]. Presets
+      and traces carry their own measured correlation.
+    * ``uniform_spread``: uniform only: half-width of the range relative to the mean, in (0, 1].
+    * ``max_prompt_len``, ``max_output_len``: clip sampled lengths (any kind), or None.
+    * ``arrival``: one of ``ARRIVAL_KINDS``.
+    * ``arrival_cv``: gamma only: CV of the inter-arrival times (> 0; 1 = Poisson).
+    * ``burst_on_s``, ``burst_off_s``: onoff only: mean ON / OFF period lengths (s, > 0).
+    * ``trace_path``: trace file, required exactly when ``lengths`` or ``arrival`` is "trace".
+    * ``trace_format``: one of ``TRACE_FORMATS`` (see traces.py); "auto" reads the header.
+    * ``trace_prompt_column``, ``trace_output_column``, ``trace_time_column``,
+      ``trace_time_unit``: columns of a generic CSV trace (format "csv", or "auto" with columns
+      given) and the unit of its time column (s | ms | us).
+    * ``num_requests``: requests in the workload (>= 1); traces are replayed again if shorter.
+    """
+
+    lengths: str = "sharegpt"
+    prompt_mean: float = 512.0
+    output_mean: float = 256.0
+    prompt_sigma: float = 1.0
+    output_sigma: float = 1.0
+    length_correlation: float = 0.0
+    uniform_spread: float = 0.5
+    max_prompt_len: int | None = None
+    max_output_len: int | None = None
+    arrival: str = "poisson"
+    arrival_cv: float = 1.0
+    burst_on_s: float = 10.0
+    burst_off_s: float = 10.0
+    trace_path: str | None = None
+    trace_format: str = "auto"
+    trace_prompt_column: str | None = None
+    trace_output_column: str | None = None
+    trace_time_column: str | None = None
+    trace_time_unit: str = "s"
+    num_requests: int = 1000
+
+    def __post_init__(self) -> None:
+        check_choice("lengths", self.lengths, LENGTH_KINDS + tuple(available_length_presets()))
+        for name in ("prompt_mean", "output_mean"):
+            check_number(name, getattr(self, name), low=1, integer=self.lengths == "fixed")
+        for name in ("prompt_sigma", "output_sigma"):
+            check_number(name, getattr(self, name), low=0)
+        check_number("length_correlation", self.length_correlation, low=-1, high=1)
+        if self.length_correlation != 0 and self.lengths != "lognormal":
+            raise fail(
+                "length_correlation",
+                self.length_correlation,
+                f"0 with lengths={self.lengths!r} (only lognormal lengths take a copula correlation; "
+                "presets and traces keep their own measured correlation)",
+            )
+        check_number("uniform_spread", self.uniform_spread, low=0, high=1, low_open=True)
+        for name in ("max_prompt_len", "max_output_len"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_positive(name, getattr(self, name), integer=True))
+        check_choice("arrival", self.arrival, ARRIVAL_KINDS)
+        check_positive("arrival_cv", self.arrival_cv)
+        check_positive("burst_on_s", self.burst_on_s)
+        check_positive("burst_off_s", self.burst_off_s)
+        object.__setattr__(self, "num_requests", check_positive("num_requests", self.num_requests, integer=True))
+        self._check_trace_fields()
+
+    def _check_trace_fields(self) -> None:
+        uses_trace = self.lengths == "trace" or self.arrival == "trace"
+        if self.trace_path is not None:
+            if not isinstance(self.trace_path, (str, os.PathLike)) or not str(self.trace_path):
+                raise fail("trace_path", self.trace_path, "a file path (str) or None")
+            object.__setattr__(self, "trace_path", str(self.trace_path))
+            if not uses_trace:
+                raise fail("trace_path", self.trace_path, "None unless lengths='trace' or arrival='trace'")
+        elif uses_trace:
+            raise fail("trace_path", None, "a trace file path when lengths='trace' or arrival='trace'")
+        check_choice("trace_format", self.trace_format, TRACE_FORMATS)
+        check_choice("trace_time_unit", self.trace_time_unit, TIME_UNITS)
+        columns = ("trace_prompt_column", "trace_output_column", "trace_time_column")
+        for name in columns:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise fail(name, value, "a column name (non-empty str) or None")
+        if self.trace_format == "csv" or (self.trace_format == "auto" and self.trace_prompt_column is not None):
+            for name in columns[:2]:
+                if getattr(self, name) is None:
+                    raise fail(name, None, "a column name for a generic CSV trace (trace_format='csv')")
+            if self.arrival == "trace" and self.trace_time_column is None:
+                raise fail("trace_time_column", None, "a column name: arrival='trace' needs timestamps")
+        else:
+            for name in columns:
+                if getattr(self, name) is not None:
+                    raise fail(name, getattr(self, name), f"None with trace_format={self.trace_format!r} (CSV only)")
+
+    def read_trace(self) -> Trace:
+        """The trace at ``trace_path`` (cached while the file is unchanged; arrays read-only)."""
+        if self.trace_path is None:
+            raise fail("trace_path", None, "a trace file path")
+        kw = {}
+        if self.trace_prompt_column is not None:
+            kw = dict(
+                prompt_column=self.trace_prompt_column,
+                output_column=self.trace_output_column,
+                time_column=self.trace_time_column,
+                time_unit=self.trace_time_unit,
+            )
+        try:
+            st = os.stat(self.trace_path)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None  # read_trace reports the missing file
+        return _read_trace_cached(self.trace_path, self.trace_format, tuple(sorted(kw.items())), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_trace_cached(path: str, format: str, kw: tuple, stamp: tuple | None) -> Trace:
+    trace = read_trace(path, format, **dict(kw))
+    for a in (trace.arrival_time, trace.prompt_len, trace.output_len):
+        if a is not None:
+            a.setflags(write=False)
+    return trace
+
+
+# -- random streams -------------------------------------------------------------------------------
+
+
+def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.SeedSequence(int(seed))
+    raise fail("seed", seed, "an integer >= 0 or a numpy.random.SeedSequence")
+
+
+def _child(ss: np.random.SeedSequence, key: int) -> np.random.SeedSequence:
+    """Child stream ``key`` of ``ss`` (unlike ``spawn``, it does not change ``ss``)."""
+    return np.random.SeedSequence(entropy=ss.entropy, spawn_key=(*ss.spawn_key, key), pool_size=ss.pool_size)
+
+
+def _rngs(ss: np.random.SeedSequence, count: int) -> list[np.random.Generator]:
+    return [np.random.default_rng(_child(ss, k)) for k in range(count)]
+
+
+# -- lengths --------------------------------------------------------------------------------------
+
+
+def _uniform_bounds(mean: float, spread: float) -> tuple[int, int]:
+    lo = max(1, round(mean * (1 - spread)))
+    return lo, max(lo, round(mean * (1 + spread)))
+
+
+def _lognormal_mu(mean: float, sigma: float) -> float:
+    return math.log(mean) - sigma * sigma / 2
+
+
+def _clip(x: np.ndarray, cap: int | None) -> np.ndarray:
+    return x if cap is None else np.minimum(x, cap)
+
+
+class _LengthStream:
+    """Draws consecutive (prompt, output) lengths of a config; one generator per random quantity."""
+
+    def __init__(self, cfg: WorkloadConfig, ss: np.random.SeedSequence) -> None:
+        self.cfg = cfg
+        self.rng_prompt, self.rng_output, self.rng_cell = _rngs(ss, 3)
+        self.cursor = 0  # trace lengths: next row
+        self.preset = load_length_preset(cfg.lengths) if cfg.lengths not in LENGTH_KINDS else None
+        self.trace = cfg.read_trace() if cfg.lengths == "trace" else None
+        if self.preset is not None:
+            self.cell_cum = np.cumsum(self.preset.cell_count)
+
+    def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        c, kind = self.cfg, self.cfg.lengths
+        if kind == "lognormal":
+            zp = self.rng_prompt.standard_normal(n)
+            rho = c.length_correlation
+            zo = rho * zp + math.sqrt(1 - rho * rho) * self.rng_output.standard_normal(n)
+            # Round in float, capping first so the int64 cast cannot overflow.
+            prompt = np.rint(np.minimum(np.exp(_lognormal_mu(c.prompt_mean, c.prompt_sigma) + c.prompt_sigma * zp), _NO_CAP))
+            output = np.rint(np.minimum(np.exp(_lognormal_mu(c.output_mean, c.output_sigma) + c.output_sigma * zo), _NO_CAP))
+        elif kind == "poisson":
+            prompt = self.rng_prompt.poisson(c.prompt_mean, n)
+            output = self.rng_output.poisson(c.output_mean, n)
+        elif kind == "fixed":
+            prompt = np.full(n, int(c.prompt_mean))
+            output = np.full(n, int(c.output_mean))
+        elif kind == "uniform":
+            lo_p, hi_p = _uniform_bounds(c.prompt_mean, c.uniform_spread)
+            lo_o, hi_o = _uniform_bounds(c.output_mean, c.uniform_spread)
+            prompt = lo_p + np.floor(self.rng_prompt.random(n) * (hi_p - lo_p + 1))
+            output = lo_o + np.floor(self.rng_output.random(n) * (hi_o - lo_o + 1))
+        elif kind == "trace":
+            rows = (self.cursor + np.arange(n)) % len(self.trace)
+            self.cursor += n
+            prompt, output = self.trace.prompt_len[rows], self.trace.output_len[rows]
+        else:
+            p = self.preset
+            draws = np.floor(self.rng_cell.random(n) * self.cell_cum[-1])
+            cells = np.searchsorted(self.cell_cum, draws, side="right")
+            prompt = p.prompt.sample(p.cell_prompt_bin[cells], self.rng_prompt.random(n))
+            output = p.output.sample(p.cell_output_bin[cells], self.rng_output.random(n))
+        prompt = _clip(np.maximum(np.asarray(prompt, dtype=np.int64), 1), c.max_prompt_len)
+        output = _clip(np.maximum(np.asarray(output, dtype=np.int64), 1), c.max_output_len)
+        return prompt, output
+
+
+def sample_lengths(cfg: WorkloadConfig, n: int, seed: int | np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` draws of the length mix: exactly the lengths of the first ``n`` requests that
+    :func:`generate` gives for the same seed (trace lengths: the first ``n`` rows, cycling)."""
+    check_number("n", n, low=0, integer=True)
+    return _LengthStream(cfg, _child(_seed_sequence(seed), LENGTH_STREAM)).draw(int(n))
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def _lognormal_clipped_mean(mean: float, sigma: float, cap: int | None) -> float:
+    """E[min(max(X, 1), cap)] for X lognormal with the given mean and log-std."""
+    if sigma == 0:
+        return float(min(max(mean, 1.0), cap if cap is not None else math.inf))
+    mu = _lognormal_mu(mean, sigma)
+
+    def below(b: float) -> tuple[float, float]:  # P(X < b), E[X; X < b]
+        z = (math.log(b) - mu) / sigma
+        return _normal_cdf(z), mean * _normal_cdf(z - sigma)
+
+    p1, e1 = below(1.0)
+    if cap is None:
+        return p1 + (mean - e1)
+    pc, ec = below(float(cap))
+    return p1 + (ec - e1) + cap * (1 - pc)
+
+
+def _poisson_clipped_mean(mean: float, cap: int | None) -> float:
+    """E[min(max(N, 1), cap)] for N Poisson(mean): the pmf summed up to far into the tail."""
+    top = int(mean + 40 * math.sqrt(mean) + 50)
+    k = np.arange(top + 1)
+    log_pmf = -mean + k * math.log(mean) - np.cumsum(np.log(np.maximum(k, 1)))
+    values = np.clip(k, 1, cap if cap is not None else top)
+    return float(np.sum(np.exp(log_pmf) * values))
+
+
+def _uniform_clipped_mean(lo: int, hi: int, cap: int | None) -> float:
+    k = np.arange(lo, hi + 1)
+    return float(np.mean(_clip(k, cap)))
+
+
+def _floor_loguniform_means(edges: np.ndarray, cap: int | None) -> np.ndarray:
+    """E[min(K, cap)] for K = floor(log-uniform on [a, b)) in each bin: P(K >= k) =
+    ln(b/k) / ln(b/a) for a < k < b, summed in closed form with lgamma."""
+    means = []
+    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        if cap is not None and cap <= a:
+            means.append(float(cap))
+            continue
+        top = b - 1 if cap is None else min(b - 1, cap)
+        terms = top - a  # k = a+1 .. top
+        log_sum = math.lgamma(top + 1) - math.lgamma(a + 1)  # sum of ln k over those k
+        means.append(a + (terms * math.log(b) - log_sum) / math.log(b / a))
+    return np.asarray(means)
+
+
+def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
+    """Mean (prompt, output) length of the mix, after clipping.
+
+    Exact for fixed, uniform, poisson, presets and traces (trace: over the ``num_requests`` rows
+    generated, cycling). Lognormal: exact for the continuous distribution before rounding to
+    integers; rounding moves the mean by under 0.1 % for means >= 10 with sigma <= 2 (0.5 % at
+    mean 3).
+    """
+    kind = cfg.lengths
+    if kind == "lognormal":
+        return (
+            _lognormal_clipped_mean(cfg.prompt_mean, cfg.prompt_sigma, cfg.max_prompt_len),
+            _lognormal_clipped_mean(cfg.output_mean, cfg.output_sigma, cfg.max_output_len),
+        )
+    if kind == "poisson":
+        return _poisson_clipped_mean(cfg.prompt_mean, cfg.max_prompt_len), _poisson_clipped_mean(cfg.output_mean, cfg.max_output_len)
+    if kind == "fixed":
+        return (
+            float(min(cfg.prompt_mean, cfg.max_prompt_len or math.inf)),
+            float(min(cfg.output_mean, cfg.max_output_len or math.inf)),
+        )
+    if kind == "uniform":
+        return (
+            _uniform_clipped_mean(*_uniform_bounds(cfg.prompt_mean, cfg.uniform_spread), cfg.max_prompt_len),
+            _uniform_clipped_mean(*_uniform_bounds(cfg.output_mean, cfg.uniform_spread), cfg.max_output_len),
+        )
+    if kind == "trace":
+        trace = cfg.read_trace()
+        n, total = len(trace), cfg.num_requests
+        full, rest = divmod(total, n)
+
+        def cycled_mean(x: np.ndarray) -> float:
+            return float((full * x.sum() + x[:rest].sum()) / total)
+
+        return cycled_mean(_clip(trace.prompt_len, cfg.max_prompt_len)), cycled_mean(_clip(trace.output_len, cfg.max_output_len))
+    p = load_length_preset(kind)
+    weights = p.cell_count / p.cell_count.sum()
+    prompt = p.prompt.coarse_means(cfg.max_prompt_len)[p.cell_prompt_bin]
+    output = p.output.coarse_means(cfg.max_output_len)[p.cell_output_bin]
+    return float(weights @ prompt), float(weights @ output)
+
+
+def spearman_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (Pearson correlation of average ranks, so ties are handled)."""
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+        first = np.cumsum(counts) - counts  # 0-based rank of each distinct value's first copy
+        return (first + (counts + 1) / 2)[inverse]
+
+    return float(np.corrcoef(ranks(np.asarray(x)), ranks(np.asarray(y)))[0, 1])
+
+
+# -- arrivals -------------------------------------------------------------------------------------
+
+
+def _running_sum(start: float, steps: np.ndarray) -> np.ndarray:
+    """start + steps[0], + steps[1], ... added one at a time, so the values are bit-identical
+    however a sequence is split into chunks."""
+    return np.cumsum(np.concatenate([[start], steps]))[1:]
+
+
+class _ArrivalStream:
+    """Draws consecutive absolute arrival times; one generator per random quantity."""
+
+    def __init__(self, cfg: WorkloadConfig, rate: float | None, ss: np.random.SeedSequence) -> None:
+        self.cfg, self.rate = cfg, rate
+        self.rng_gap, self.rng_on, self.rng_off = _rngs(ss, 3)
+        self.count = 0  # arrivals drawn so far
+        self.last = 0.0  # time of the last arrival
+        if cfg.arrival == "onoff":
+            on, off = cfg.burst_on_s, cfg.burst_off_s
+            self.on_rate = rate * (on + off) / on
+            self.clock = 0.0  # ON-time of the last arrival (time spent ON since the start)
+            self.on_end = np.empty(0)  # ON-time at which each period held so far ends
+            self.off_before = np.empty(0)  # OFF time elapsed before each such period starts
+            self.on_total = self.off_total = 0.0  # totals over all periods drawn so far
+        if cfg.arrival == "trace":
+            self._init_trace()
+
+    def _init_trace(self) -> None:
+        trace = self.cfg.read_trace()
+        if trace.arrival_time is None:
+            raise fail(
+                "arrival",
+                "trace",
+                f"an arrival process other than 'trace': {trace.source} has no timestamps (a length-only trace)",
+            )
+        n, span = len(trace), float(trace.arrival_time[-1])
+        if n < 2 or span <= 0:
+            raise fail("trace_path", trace.source, "a trace whose timestamps span a positive time for arrival='trace'")
+        self.times = trace.arrival_time
+        self.period = span * n / (n - 1)  # one replay lasts its span plus one mean IAT
+        self.scale = 1.0 if self.rate is None else (n - 1) / span / self.rate
+
+    def draw(self, n: int) -> np.ndarray:
+        kind, rate = self.cfg.arrival, self.rate
+        if kind == "deterministic":
+            times = (self.count + np.arange(1, n + 1)) / rate
+        elif kind == "trace":
+            idx = self.count + np.arange(n)
+            replay, row = np.divmod(idx, len(self.times))
+            times = (self.times[row] + replay * self.period) * self.scale
+        elif kind == "onoff":
+            times = self._draw_onoff(n)
+        else:
+            if kind == "poisson":
+                gaps = self.rng_gap.standard_exponential(n) / rate
+            else:  # gamma
+                cv2 = self.cfg.arrival_cv**2
+                gaps = self.rng_gap.gamma(1 / cv2, cv2 / rate, n)
+            times = _running_sum(self.last, gaps)
+        self.count += n
+        self.last = float(times[-1]) if n else self.last
+        return times
+
+    def _draw_onoff(self, n: int) -> np.ndarray:
+        # Arrivals are a Poisson process on the "ON clock"; each is then shifted by the OFF time
+        # elapsed before the ON period that contains it.
+        clock = _running_sum(self.clock, self.rng_gap.standard_exponential(n) / self.on_rate)
+        if n == 0:
+            return clock
+        self.clock = float(clock[-1])
+        while self.on_total <= self.clock:
+            m = max(16, int(1.25 * (self.clock - self.on_total) / self.cfg.burst_on_s) + 1)
+            on = self.rng_on.standard_exponential(m) * self.cfg.burst_on_s
+            off = self.rng_off.standard_exponential(m) * self.cfg.burst_off_s
+            off_end = _running_sum(self.off_total, off)  # OFF time elapsed after each new period
+            self.on_end = np.concatenate([self.on_end, _running_sum(self.on_total, on)])
+            self.off_before = np.concatenate([self.off_before, [self.off_total], off_end[:-1]])
+            self.on_total, self.off_total = float(self.on_end[-1]), float(off_end[-1])
+        period = np.searchsorted(self.on_end, clock, side="right")
+        times = clock + self.off_before[period]
+        keep = int(period[-1])  # later draws never fall in earlier periods
+        self.on_end, self.off_before = self.on_end[keep:], self.off_before[keep:]
+        return times
+
+
+# -- generation -----------------------------------------------------------------------------------
+
+
+def generate(
+    cfg: WorkloadConfig,
+    rate: float | None,
+    seed: int | np.random.SeedSequence,
+    chunk_size: int = 8192,
+) -> Iterator[RequestBatch]:
+    """Stream ``cfg.num_requests`` requests as consecutive RequestBatch chunks.
+
+    ``rate`` is the long-run mean arrival rate (requests/s, > 0); with ``arrival='trace'`` it
+    rescales the trace's timing and ``None`` keeps it. Chunk k holds requests
+    ``k*chunk_size ...`` (``first_id``); arrival times are absolute seconds, nondecreasing.
+    Memory is O(chunk_size) (plus the trace, when one is replayed).
+    """
+    if not isinstance(cfg, WorkloadConfig):
+        raise fail("cfg", type(cfg).__name__, "a WorkloadConfig")
+    if rate is not None or cfg.arrival != "trace":
+        check_positive("rate", rate)
+    check_positive("chunk_size", chunk_size, integer=True)
+    ss = _seed_sequence(seed)
+    # Both streams are built here, not in the generator below, so errors surface at the call.
+    arrivals = _ArrivalStream(cfg, None if rate is None else float(rate), _child(ss, ARRIVAL_STREAM))
+    lengths = _LengthStream(cfg, _child(ss, LENGTH_STREAM))
+    return _chunks(arrivals, lengths, cfg.num_requests, int(chunk_size))
+
+
+def _chunks(arrivals: _ArrivalStream, lengths: _LengthStream, total: int, chunk_size: int) -> Iterator[RequestBatch]:
+    for start in range(0, total, chunk_size):
+        n = min(chunk_size, total - start)
+        prompt, output = lengths.draw(n)
+        yield RequestBatch(arrival_time=arrivals.draw(n), prompt_len=prompt, output_len=output, first_id=start)
