@@ -252,7 +252,11 @@ class Engine:
         self._refresh_values: Any = None  # numpy array of the current chunk's refreshed predictions
         self._refresh_offsets: list[int] | None = None
         self._exhausted = False
-        self._next_arrival = math.inf
+        self._next_workload_arrival = math.inf
+        self._next_arrival = math.inf  # the earlier of the next workload arrival and submission
+        self._submitted: list[tuple[float, int, Request]] = []  # heap of submitted future arrivals
+        self._horizon = math.inf
+        self._rescore_on_admission = bool(getattr(self.policy, "rescore_on_admission", False))
         # batch-building scratch
         self._seats = 0
         self._budget = 0
@@ -262,6 +266,7 @@ class Engine:
         self._predictions = 0
         self._refreshes = 0
         self._load_next_chunk()
+        self._next_arrival = self._next_workload_arrival
 
     # ------------------------------------------------------------------------------ arrivals
     def _load_next_chunk(self) -> None:
@@ -282,30 +287,33 @@ class Engine:
             else:
                 self._refresh_offsets = None
                 self._refresh_values = None
-            self._next_arrival = self._pending[0][1]
+            self._next_workload_arrival = self._pending[0][1]
             return
         self._pending = []
         self._pending_pos = 0
         self._exhausted = True
-        self._next_arrival = math.inf
+        self._next_workload_arrival = math.inf
+
+    def submit(self, r: Request) -> None:
+        """Add a request arriving at ``r.arrival`` besides the workload (e.g. the next call of a
+        workflow). It enters the system at the first iteration boundary at or after its arrival."""
+        heapq.heappush(self._submitted, (r.arrival, r.id, r))
+        if r.arrival < self._next_arrival:
+            self._next_arrival = r.arrival
 
     def _admit_arrivals(self) -> None:
         """Move every request that has arrived by ``now`` into the system."""
         now = self.now
         arrived_before = len(self.events_arrived)
         while self._next_arrival <= now:
-            pos = self._pending_pos
-            rid, arrival, prompt, output, predicted = self._pending[pos]
-            refresh: list[float] | None = None
-            offsets = self._refresh_offsets
-            if offsets is not None:
-                lo, hi = offsets[pos], offsets[pos + 1]
-                if hi > lo:
-                    refresh = self._refresh_values[lo:hi].tolist()
-            r = Request(rid, arrival, prompt, output, predicted, refresh)
+            submitted = self._submitted
+            if submitted and submitted[0][0] <= self._next_workload_arrival:
+                r = heapq.heappop(submitted)[2]
+            else:
+                r = self._next_workload_request()
             self.arrived += 1
-            self.last_arrival_time = arrival
-            self.area += now - arrival
+            self.last_arrival_time = r.arrival
+            self.area += now - r.arrival
             if self._can_never_serve(r):
                 r.state = REJECTED
                 self.stats.rejected += 1
@@ -315,13 +323,25 @@ class Engine:
                 self.live.append(r)  # at the unsorted tail until the epoch scores it
                 self._new += 1
                 self.events_arrived.append(r)
-            self._pending_pos = pos + 1
-            if self._pending_pos < len(self._pending):
-                self._next_arrival = self._pending[self._pending_pos][1]
-            else:
-                self._load_next_chunk()
+            self._next_arrival = min(self._next_workload_arrival, submitted[0][0] if submitted else math.inf)
         if len(self.events_arrived) > arrived_before:
             self.epoch_pending = True
+
+    def _next_workload_request(self) -> Request:
+        pos = self._pending_pos
+        rid, arrival, prompt, output, predicted = self._pending[pos]
+        refresh: list[float] | None = None
+        offsets = self._refresh_offsets
+        if offsets is not None:
+            lo, hi = offsets[pos], offsets[pos + 1]
+            if hi > lo:
+                refresh = self._refresh_values[lo:hi].tolist()
+        self._pending_pos = pos + 1
+        if self._pending_pos < len(self._pending):
+            self._next_workload_arrival = self._pending[self._pending_pos][1]
+        else:
+            self._load_next_chunk()
+        return Request(rid, arrival, prompt, output, predicted, refresh)
 
     def _can_never_serve(self, r: Request) -> bool:
         peak_kv = r.prompt_len + max(r.output_len, 1) - 1
@@ -389,7 +409,12 @@ class Engine:
     @property
     def done(self) -> bool:
         """True when every request has left the system, or the time limit was reached."""
-        return (self._exhausted and not self.live) or self.now >= self.max_time
+        return (self._exhausted and not self.live and not self._submitted) or self.now >= self.max_time
+
+    @property
+    def next_arrival(self) -> float:
+        """Arrival time of the next request not yet in the system (inf if none is known)."""
+        return self._next_arrival
 
     def run(self) -> None:
         """Run to the end of the workload (or ``max_time``), then report unfinished requests."""
@@ -405,18 +430,22 @@ class Engine:
             if self.epoch_pending:
                 return True
 
-    def advance(self) -> bool:
+    def advance(self, horizon: float = math.inf) -> bool:
         """Score if an epoch is pending, build one batch and run it for one stretch.
 
-        Returns False (doing nothing) once the run is over.
+        A stretch of decode-only iterations stops at the first iteration boundary at or after
+        ``horizon`` (an idle engine waits no longer than that): a driver running several engines
+        uses it so that no engine runs past a time at which another may hand it a request.
+        Returns False (doing nothing) once there is nothing left to do.
         """
         if self.now >= self.max_time:
             return False
+        self._horizon = horizon
         if not self.live:
-            if self._exhausted:
+            if self._exhausted and not self._submitted:
                 return False
             t0 = self.now  # idle: jump to the next arrival
-            self.now = max(self.now, min(self._next_arrival, self.max_time))
+            self.now = max(self.now, min(self._next_arrival, self.max_time, horizon))
             if self.on_stretch is not None and self.now > t0:
                 self.on_stretch(t0, self.now, 0, 0, 0, 0, self.num_blocks, 0)
             self._admit_arrivals()
@@ -647,6 +676,8 @@ class Engine:
                 if state == WAITING:
                     self.free_blocks -= need
                     r.blocks = need
+                    if self._rescore_on_admission:
+                        self._unscored.append(r)
                     if r.first_scheduled != r.first_scheduled:  # NaN: first time served
                         r.first_scheduled = self.now
                         self._predictions += 1  # the initial prediction is made when first served
@@ -849,7 +880,7 @@ class Engine:
                     f"cost model {getattr(self.cost, 'name', self.cost)!r} gave decode iteration time {a0!r} growing by "
                     f"{q!r}: expected a positive time that does not shrink with context"
                 )
-            limit_time = min(self._next_arrival, self.max_time)
+            limit_time = min(self._next_arrival, self.max_time, self._horizon)
             if limit_time < math.inf:
                 n_t = _iterations_to_reach(limit_time - self.now, a0, q)
                 if n_t < n:

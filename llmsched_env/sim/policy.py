@@ -25,8 +25,13 @@ class Policy(Protocol):
     Attributes:
         name: short identifier used in reports.
         dynamic: if False, a request's score depends only on facts that change at the request's own
-            events (arrival, prediction refresh, restart), so the engine scores each request once
-            per such event; if True, the engine re-scores every live request at every epoch.
+            events (arrival, prediction refresh, restart, and admission if the policy sets
+            ``rescore_on_admission = True``), so the engine scores each request once per such event;
+            if True, the engine re-scores every live request at every epoch.
+
+    Optional members: ``rescore_on_admission`` (bool, see above) and ``wakeup(requests, now)``,
+    the number of iterations after which the policy wants another epoch (see
+    :func:`policy_wakeup`).
     """
 
     name: str

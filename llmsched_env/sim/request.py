@@ -132,6 +132,7 @@ class Request:
         "kv_offset",
         "gen_offset",
         "stamp",
+        "meta",
     )
 
     def __init__(
@@ -177,6 +178,7 @@ class Request:
         self.kv_offset = 0  # kv_tokens - iteration, constant while steady
         self.gen_offset = 0  # generated - iteration, constant while steady
         self.stamp = 0  # bumped each time it joins the steady set (invalidates old heap entries)
+        self.meta: object = None  # free for the caller (e.g. the workflow a call belongs to)
 
     # -- derived quantities (read-only) -------------------------------------------------------
     @property
