@@ -25,20 +25,28 @@ from .workload import WorkloadConfig, available_length_presets, generate
 
 
 def _compiled(module) -> bool:
-    return module.__file__.endswith(tuple(_machinery.EXTENSION_SUFFIXES))
+    return str(module.__file__).endswith(tuple(_machinery.EXTENSION_SUFFIXES))
 
 
 #: True when the hot-path modules run as mypyc-compiled C extensions (see setup.py).
 COMPILED = all(_compiled(m) for m in (_engine, _metrics, _request))
 
-for _module in (_engine, _metrics, _request):
-    _source = _module.__file__.rsplit(".", 2)[0] + ".py" if _compiled(_module) else None
-    if _source and _os.path.exists(_source) and _os.path.getmtime(_source) > _os.path.getmtime(_module.__file__):
-        _warnings.warn(
-            f"{_module.__name__} runs compiled from an older {_os.path.basename(_source)}: your edits are not "
-            "in effect; reinstall (pip install -e .) or reinstall with LLMSCHED_PURE_PYTHON=1",
-            stacklevel=2,
-        )
+
+def _warn_if_stale() -> None:
+    for module in (_engine, _metrics, _request):
+        if not _compiled(module):
+            continue
+        binary = str(module.__file__)
+        source = binary.rsplit(".", 2)[0] + ".py"
+        if _os.path.exists(source) and _os.path.getmtime(source) > _os.path.getmtime(binary):
+            _warnings.warn(
+                f"{module.__name__} runs compiled from an older {_os.path.basename(source)}: your edits are not "
+                "in effect; reinstall (pip install -e .) or reinstall with LLMSCHED_PURE_PYTHON=1",
+                stacklevel=3,
+            )
+
+
+_warn_if_stale()
 
 __all__ = [
     "BATCHING_RULES",

@@ -124,7 +124,7 @@ def dataclass_from_dict(cls: type, data: Any, where: str) -> Any:
 
 def load_config(path: str | Path) -> SimConfig:
     """Read a :class:`SimConfig` from a YAML file."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     path = Path(path)
     try:

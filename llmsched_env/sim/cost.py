@@ -104,7 +104,7 @@ class LinearCostModel(CostModel):
         check_positive(f"{where}.intercept_ms", self.intercept_ms)
         for attr in ("prefill_token_ms", "decode_ms", "decode_ctx_ms", "prefill_sq_ms", "prefill_ctx_ms"):
             check_number(f"{where}.{attr}", getattr(self, attr), low=0)
-        decode = (self.intercept_ms, self.decode_ms, self.decode_ctx_ms)
+        decode: tuple[float, ...] = (self.intercept_ms, self.decode_ms, self.decode_ctx_ms)
         if self.decode_only_ms is not None:
             if not isinstance(self.decode_only_ms, (tuple, list)) or len(self.decode_only_ms) != 3:
                 allowed = "None or (intercept, per decode, per ctx token) in ms"

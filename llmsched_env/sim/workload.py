@@ -385,11 +385,14 @@ class _LengthStream:
             prompt = lo_p + np.floor(self.rng_prompt.random(n) * (hi_p - lo_p + 1))
             output = lo_o + np.floor(self.rng_output.random(n) * (hi_o - lo_o + 1))
         elif kind == "trace":
-            rows = (self.cursor + np.arange(n)) % len(self.trace)
+            trace = self.trace
+            assert trace is not None
+            rows = (self.cursor + np.arange(n)) % len(trace)
             self.cursor += n
-            prompt, output = self.trace.prompt_len[rows], self.trace.output_len[rows]
+            prompt, output = trace.prompt_len[rows], trace.output_len[rows]
         else:
             p = self.preset
+            assert p is not None
             draws = np.floor(self.rng_cell.random(n) * self.cell_cum[-1])
             cells = np.searchsorted(self.cell_cum, draws, side="right")
             prompt = p.prompt.sample(p.cell_prompt_bin[cells], self.rng_prompt.random(n))
@@ -527,6 +530,7 @@ class _ArrivalStream:
         self.count = 0  # arrivals drawn so far
         self.last = 0.0  # time of the last arrival
         if cfg.arrival == "onoff":
+            assert rate is not None
             on, off = cfg.burst_on_s, cfg.burst_off_s
             self.on_rate = rate * (on + off) / on
             self.clock = 0.0  # ON-time of the last arrival (time spent ON since the start)
@@ -552,7 +556,8 @@ class _ArrivalStream:
         self.scale = 1.0 if self.rate is None else (n - 1) / span / self.rate
 
     def draw(self, n: int) -> np.ndarray:
-        kind, rate = self.cfg.arrival, self.rate
+        kind = self.cfg.arrival
+        rate = self.rate if self.rate is not None else math.nan  # only trace replay may keep its own timing
         if kind == "deterministic":
             times = (self.count + np.arange(1, n + 1)) / rate
         elif kind == "trace":
