@@ -1,7 +1,21 @@
-"""llmsched: Gymnasium environments and a fast simulator for scheduling in LLM serving systems."""
+"""llmsched: Gymnasium environments and a fast simulator for scheduling in LLM serving systems.
+
+``import llmsched_env`` registers the environments::
+
+    import gymnasium as gym
+    import llmsched_env
+
+    env = gym.make("llmsched/Serve-v0", load=0.9, predictor="lognormal", action_mode="rank")
+"""
+
+import gymnasium as gym
 
 from . import sim
 from .sim import ConfigError, SimConfig, simulate
 
 __version__ = "0.1.0"
+
+# max_episode_steps is a safety net: episodes end when their requests have all left the system.
+gym.register(id="llmsched/Serve-v0", entry_point="llmsched_env.envs.serve:ServeEnv", max_episode_steps=100_000)
+
 __all__ = ["ConfigError", "SimConfig", "__version__", "sim", "simulate"]

@@ -234,6 +234,8 @@ class Engine:
         self.area = 0.0  # integral of the number of requests in the system over time (request-s)
         self.completed = 0
         self.arrived = 0
+        self.tokens_generated = 0  # output tokens emitted (including ones a restart later discards)
+        self.last_iteration_time = 0.0  # seconds, the latest iteration
         self.last_arrival_time = 0.0
         self.stats = EngineStats()
         self.epoch_pending = True
@@ -301,6 +303,11 @@ class Engine:
         if r.arrival < self._next_arrival:
             self._next_arrival = r.arrival
 
+    def rescore(self, requests: Iterable[Request]) -> None:
+        """Have the policy score these requests again at the next step (a decision epoch)."""
+        self._unscored.extend(requests)
+        self.epoch_pending = True
+
     def _admit_arrivals(self) -> None:
         """Move every request that has arrived by ``now`` into the system."""
         now = self.now
@@ -367,7 +374,7 @@ class Engine:
             new = live[len(live) - self._new :]
             del live[len(live) - self._new :]
             changed: list[Request] = []
-            seen: set[int] = set()
+            seen: set[int] = {r.id for r in new} if self._unscored else set()  # new ones are scored anyway
             for r in self._unscored:
                 if r.id not in seen and r.state != FINISHED:
                     seen.add(r.id)
@@ -410,6 +417,11 @@ class Engine:
     def done(self) -> bool:
         """True when every request has left the system, or the time limit was reached."""
         return (self._exhausted and not self.live and not self._submitted) or self.now >= self.max_time
+
+    @property
+    def batch_size(self) -> int:
+        """Requests of the last batch still in the system (its decoders and prefills)."""
+        return len(self.steady) + sum(1 for r, _, _ in self._prefills if r.state == RUNNING)
 
     @property
     def next_arrival(self) -> float:
@@ -657,6 +669,8 @@ class Engine:
                 continue  # decoding: the decode pass handles it
             if state == RUNNING or state == PAUSED:
                 prefilling_left -= 1
+            elif r.held:
+                continue  # not admissible until released
             if chunked:
                 chunk = remaining if remaining < self._budget else self._budget
             elif remaining <= self._budget:
@@ -667,7 +681,7 @@ class Engine:
                 self._admissions_open = False  # whole prefills only: the head of the line waits
                 continue
             if state == WAITING or state == SWAPPED:
-                if not self._admissions_open:
+                if not self._admissions_open or r.held:
                     continue
                 need = -(-r.prefill_target // B)  # the whole prefill's blocks, reserved ahead
                 if not self._reserve(r, need, watermark=True):
@@ -786,10 +800,20 @@ class Engine:
         D = len(self.steady)
         batch_size = D + len(self._prefills)
         if batch_size == 0:
-            raise RuntimeError(
-                f"engine stalled at t={self.now:.6f}s with {len(self.live)} live requests and an empty batch; "
-                "this is a bug, please report it with the configuration"
-            )
+            # nothing may run (every request in the system is held): wait for the next arrival
+            until = min(self._next_arrival, self.max_time, self._horizon)
+            if until == math.inf:
+                raise RuntimeError(
+                    f"engine stalled at t={self.now:.6f}s: {len(self.live)} requests in the system, none of them "
+                    "admissible (held) and no arrival to wait for"
+                )
+            t0 = self.now
+            self.now = max(t0, until)
+            self.area += len(self.live) * (self.now - t0)
+            if self.on_stretch is not None:
+                self.on_stretch(t0, self.now, len(self.live), 0, 0, 0, self.num_blocks, len(self.live))
+            self._admit_arrivals()
+            return
         self.stats.stretches += 1
         kv_start = self.num_blocks - self.free_blocks
         t0 = self.now
@@ -844,6 +868,7 @@ class Engine:
                 t += pred_t
             n = 1
             duration = t
+            self.last_iteration_time = t
         else:
             # iterations until the first completion / refresh among the decoders
             n = self._due(self._finish_heap) - it0
@@ -886,6 +911,7 @@ class Engine:
                 if n_t < n:
                     n = n_t
             duration = n * a0 + q * (n * (n - 1) / 2)
+            self.last_iteration_time = a0 + q * (n - 1)
             # blocks for iterations it0+1 .. it0+n-1
             full, rest = divmod(n - 1, B)
             used = full * D
@@ -897,6 +923,7 @@ class Engine:
         self.now += duration
         self.iteration = it0 + n
         self.stats.iterations += n
+        self.tokens_generated += D * n
         self._since_decision += n
         self._refreshes = 0
         now = self.now
@@ -918,6 +945,7 @@ class Engine:
             r.kv_tokens += chunk
             if r.kv_tokens >= r.prefill_target:
                 self.n_prefilling -= 1
+                self.tokens_generated += 1
                 self._emit_token(r, now)
                 if r.state != FINISHED:
                     self.ready.append(r)

@@ -133,6 +133,7 @@ class Request:
         "gen_offset",
         "stamp",
         "meta",
+        "held",
     )
 
     def __init__(
@@ -179,6 +180,7 @@ class Request:
         self.gen_offset = 0  # generated - iteration, constant while steady
         self.stamp = 0  # bumped each time it joins the steady set (invalidates old heap entries)
         self.meta: object = None  # free for the caller (e.g. the workflow a call belongs to)
+        self.held = False  # not admissible until released (an agent that picks admissions holds new arrivals)
 
     # -- derived quantities (read-only) -------------------------------------------------------
     @property

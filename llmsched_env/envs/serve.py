@@ -1,0 +1,531 @@
+"""``llmsched/Serve-v0``: one LLM inference engine as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ..sim import EngineConfig, PredictorConfig, SimConfig, WorkloadConfig
+from ..sim.api import build_engine, resolve_hardware
+from ..sim.config import dataclass_from_dict
+from ..sim.engine import Engine
+from ..sim.metrics import SLO, TimeSeries, summarize
+from ..sim.observe import NUM_REQUEST_FEATURES, REQUEST_FEATURES, request_features
+from ..sim.request import RecordBuffer, Request, RequestState
+from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
+from .render import render_ansi, render_rgb
+
+GLOBAL_FEATURES: tuple[str, ...] = (
+    "free_kv",  # free KV blocks / capacity
+    "waiting",  # log1p(requests waiting for admission) / log1p(COUNT_SCALE)
+    "running",  # log1p(requests in the last batch still in the system) / log1p(COUNT_SCALE)
+    "paused",  # log1p(other requests holding KV) / log1p(COUNT_SCALE)
+    "swapped",  # log1p(requests swapped to CPU) / log1p(COUNT_SCALE)
+    "beyond_slots",  # log1p(requests not shown in the slots) / log1p(COUNT_SCALE)
+    "iteration_time",  # log1p(last iteration in ms) / log1p(1000)
+    "arrival_rate",  # recent arrival rate / the engine's sustainable rate (about the load)
+    "time",  # log1p(simulated seconds) / log1p(86400)
+    "arrived",  # requests arrived / requests in the episode
+    "completed",  # requests finished / requests in the episode
+    "free_swap",  # free CPU swap space / swap capacity (1 without swap space)
+)
+NUM_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
+COUNT_SCALE = 1000.0
+BEYOND = 1.0e6  # priority offset that puts requests outside the slots behind the visible ones
+REWARDS = ("latency", "slo_goodput", "throughput")
+ACTION_MODES = ("rank", "admit")
+RATE_SMOOTHING = 0.1  # weight of the newest inter-arrival time in the arrival-rate estimate
+
+
+class _SlotScores:
+    """Rank mode: the agent's scores for the visible requests, the others FCFS behind them."""
+
+    name = "agent-rank"
+    dynamic = True
+
+    def __init__(self) -> None:
+        self.scores: dict[int, float] = {}
+
+    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
+        scores = self.scores
+        return [scores.get(r.id, BEYOND + r.arrival) for r in requests]
+
+
+class _AdmissionOrder:
+    """Admit mode: requests are served in the order the agent admitted them; the others wait."""
+
+    name = "agent-admit"
+    dynamic = False
+
+    def __init__(self) -> None:
+        self.order: dict[int, float] = {}
+
+    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
+        order = self.order
+        return [order.get(r.id, BEYOND + r.arrival) for r in requests]
+
+
+class ServeEnv(gym.Env):
+    """One LLM inference engine serving a stream of requests, scheduled by the agent.
+
+    ## Description
+
+    The simulator of ``llmsched_env.sim``: continuous batching on one GPU (Sarathi-style chunked
+    prefill by default), a paged KV cache with preemption, requests drawn from a workload preset or
+    a trace, and noisy output-length predictions. The agent decides the priority order in which
+    the engine fills its batches (``rank`` mode) or which waiting request to admit next (``admit``
+    mode). Decisions are taken at *decision epochs*: an arrival, a completion, a preemption, a
+    prediction refresh, and optionally every ``decision_interval`` iterations; between epochs the
+    engine runs on its own, fast-forwarding over identical iterations.
+
+    ## Observation Space
+
+    A ``Dict``:
+
+    * ``"requests"``: ``Box(0, 10, (num_slots, F), float32)``, one row per visible request with the
+      features of ``llmsched_env.sim.observe.REQUEST_FEATURES`` (state one-hot, prompt length,
+      prefill progress, generated and predicted lengths, age, waiting time, KV held,
+      preemptions, what a recompute or a swap would cost), scaled to about [0, 1]. The slots show
+      the requests holding KV first (in priority order), then the oldest others; rows beyond the
+      requests present are zero.
+    * ``"mask"``: ``Box(0, 1, (num_slots,), float32)``, 1 where a slot holds a request.
+    * ``"globals"``: ``Box(0, 10, (G,), float32)``, the features of ``GLOBAL_FEATURES``: free KV,
+      queue lengths, requests beyond the slots, last iteration time, arrival-rate estimate over
+      capacity, time, episode progress, free swap space.
+
+    The true output length never appears, except through the ``oracle`` predictor.
+
+    ## Action Space
+
+    * ``rank`` (default): ``Box(-1, 1, (num_slots,), float32)``, a score per slot; **higher scores
+      are served first**. The engine fills every batch in this order under its slot, token and KV
+      limits, so a low score on a running request means it is paused, or preempted when KV runs
+      short. Requests outside the slots keep FCFS order behind the visible ones. Scores of empty
+      slots are ignored; NaN or infinite scores and wrong shapes are errors.
+    * ``admit``: ``Discrete(num_slots + 1)``: ``i < num_slots`` admits the waiting request in slot
+      ``i`` next (no simulated time passes; the agent may admit several in a row); ``num_slots``
+      means *advance*: run the engine until the next epoch. New arrivals wait until admitted;
+      admitted requests are served in admission order (a request the engine preempts rejoins on
+      its own). ``action_masks()`` (for sb3-contrib's ``MaskablePPO``) and ``info["action_mask"]``
+      mark the valid actions: slots with a request not yet admitted, and *advance* unless the engine
+      would have nothing to do while requests wait (then the agent must admit one). At least one
+      action is always valid. **An invalid action** is replaced by *advance* if that is valid, else
+      by the first valid admission, and ``info["invalid_action"]`` is True.
+
+    ## Rewards
+
+    * ``latency`` (default): minus the number of requests in the system integrated over the
+      step's simulated time, divided by ``reward_scale``. The undiscounted return is minus the total
+      response time of the episode's requests (Little's law; requests unfinished at truncation
+      count up to then) over ``reward_scale``. The default scale is ``num_requests`` x the latency of
+      a mean-sized request alone on the engine, so the return is minus the mean response time in
+      units of that latency (about -1 at low load, -2 to -20 near capacity).
+    * ``slo_goodput``: +1 / ``num_requests`` for each request finishing within ``slo_ttft_s`` and
+      ``slo_tpot_s`` (return = SLO attainment, in [0, 1]).
+    * ``throughput``: output tokens produced during the step / (``num_requests`` x mean output
+      length of the mix); the undiscounted return is fixed by the workload if the episode runs to
+      the end, so this reward matters with discounting or a time limit (``max_time_s``).
+
+    ## Starting State
+
+    A fresh engine with an empty KV cache; the first observation is taken at the first arrival.
+    The workload (arrivals, lengths, predictions) comes from the seed: ``reset(seed=s)`` seeds the
+    environment's generator, which draws the simulation seed; ``reset(options={"sim_seed": n})``
+    gives the simulation seed directly (the same as ``simulate(config, seed=n)``).
+
+    ## Episode End
+
+    ``terminated`` once all ``num_requests`` requests have left the system. ``truncated`` when the
+    simulated time reaches ``max_time_s`` (requests still inside are reported unfinished), or by the
+    ``TimeLimit`` wrapper (``max_episode_steps``, a safety net). ``info`` at every step: time,
+    arrived, completed, tokens, preemptions, KV utilisation; at the end, ``info["summary"]``, the run
+    summary of ``llmsched_env.sim.metrics`` (latency percentiles, TTFT, TPOT, throughput,
+    unfinished count, ...).
+
+    ## Arguments
+
+    Every simulator option, JSON-serialisable: ``hardware``, ``batching``, ``max_num_seqs``,
+    ``max_num_batched_tokens``, ``num_gpu_blocks``, ``preemption_mode``; ``workload`` (a length
+    preset) or ``trace_path``; ``arrival``; ``load`` or ``rate``; ``num_requests``;
+    ``predictor`` and ``predictor_sigma``; ``reward``, ``reward_scale``, ``slo_ttft_s``,
+    ``slo_tpot_s``; ``num_slots``; ``action_mode``; ``decision_interval``; ``max_time_s``; and
+    ``engine_kwargs`` / ``workload_kwargs`` / ``predictor_kwargs`` dicts for any other field of
+    ``EngineConfig`` / ``WorkloadConfig`` / ``PredictorConfig``. Unknown or invalid arguments raise
+    ``ConfigError`` naming the argument and what is allowed.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        *,
+        hardware: str = "llama2-7b/a100",
+        batching: str = "sarathi",
+        max_num_seqs: int = 256,
+        max_num_batched_tokens: int = 2048,
+        num_gpu_blocks: int | None = None,
+        preemption_mode: str = "recompute",
+        workload: str = "sharegpt",
+        trace_path: str | None = None,
+        arrival: str = "poisson",
+        load: float | None = 0.9,
+        rate: float | None = None,
+        num_requests: int = 200,
+        predictor: str = "lognormal",
+        predictor_sigma: float = 0.5,
+        reward: str = "latency",
+        reward_scale: float | None = None,
+        slo_ttft_s: float | None = None,
+        slo_tpot_s: float | None = None,
+        num_slots: int = 32,
+        action_mode: str = "rank",
+        decision_interval: int = 0,
+        max_time_s: float | None = None,
+        engine_kwargs: dict | None = None,
+        workload_kwargs: dict | None = None,
+        predictor_kwargs: dict | None = None,
+        render_mode: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            allowed = sorted(k for k in ServeEnv.__init__.__kwdefaults__ if k != "unknown")
+            raise ConfigError(
+                f"llmsched/Serve-v0: unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; allowed: "
+                + ", ".join(allowed)
+            )
+        check_choice("reward", reward, REWARDS)
+        check_choice("action_mode", action_mode, ACTION_MODES)
+        check_positive("num_slots", num_slots, integer=True)
+        check_nonnegative("decision_interval", decision_interval, integer=True)
+        if reward_scale is not None:
+            check_positive("reward_scale", reward_scale)
+        if render_mode is not None:
+            check_choice("render_mode", render_mode, self.metadata["render_modes"])
+        if reward == "slo_goodput" and slo_ttft_s is None and slo_tpot_s is None:
+            raise fail("slo_ttft_s", None, "a TTFT and/or TPOT target (slo_ttft_s, slo_tpot_s) when reward='slo_goodput'")
+        engine_fields = dict(
+            hardware=hardware,
+            batching=batching,
+            max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
+            num_gpu_blocks=num_gpu_blocks,
+            preemption_mode=preemption_mode,
+        )
+        engine_fields.update(engine_kwargs or {})
+        workload_fields: dict[str, Any] = dict(lengths=workload, arrival=arrival, num_requests=num_requests)
+        if trace_path is not None:  # lengths from the trace; arrival="trace" also replays its timing
+            workload_fields.update(trace_path=trace_path, lengths="trace")
+        workload_fields.update(workload_kwargs or {})
+        predictor_fields: dict[str, Any] = dict(kind=predictor, sigma=predictor_sigma)
+        predictor_fields.update(predictor_kwargs or {})
+        self.config = SimConfig(
+            engine=dataclass_from_dict(EngineConfig, engine_fields, "engine"),
+            workload=dataclass_from_dict(WorkloadConfig, workload_fields, "workload"),
+            predictor=dataclass_from_dict(PredictorConfig, predictor_fields, "predictor"),
+            load=load,
+            rate=rate,
+            max_time_s=max_time_s,
+            slo_ttft_s=slo_ttft_s,
+            slo_tpot_s=slo_tpot_s,
+            decision_interval=decision_interval,
+        )
+        self.reward_kind = reward
+        self.action_mode = action_mode
+        self.num_slots = int(num_slots)
+        self.render_mode = render_mode
+        hw = resolve_hardware(self.config.engine)
+        self._num_blocks = hw.num_blocks
+        self._block_size = self.config.engine.block_size
+        self._reward_scale = reward_scale
+        self._slo = SLO(ttft_s=slo_ttft_s, tpot_s=slo_tpot_s)
+
+        K = self.num_slots
+        self.observation_space = spaces.Dict(
+            {
+                "requests": spaces.Box(0.0, 10.0, (K, NUM_REQUEST_FEATURES), np.float32),
+                "mask": spaces.Box(0.0, 1.0, (K,), np.float32),
+                "globals": spaces.Box(0.0, 10.0, (NUM_GLOBAL_FEATURES,), np.float32),
+            }
+        )
+        if action_mode == "rank":
+            self.action_space = spaces.Box(-1.0, 1.0, (K,), np.float32)
+        else:
+            self.action_space = spaces.Discrete(K + 1)
+        self.engine: Engine | None = None
+        self.slots: list[Request] = []
+        self._history: list[tuple[float, float, int]] = []
+
+    # ------------------------------------------------------------------------------ episode
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"sim_seed"}
+        if unknown:
+            raise ConfigError(f"reset options {sorted(unknown)} are unknown; allowed: 'sim_seed'")
+        sim_seed = options.get("sim_seed")
+        if sim_seed is None:
+            sim_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self.sim_seed = int(sim_seed)
+        self.policy = _SlotScores() if self.action_mode == "rank" else _AdmissionOrder()
+        self.records = RecordBuffer()
+        self.series = TimeSeries()
+        self.engine, self.rate, self.capacity = build_engine(
+            self.config, self.policy, seed=self.sim_seed, on_record=self.records.append, series=self.series
+        )
+        self._admitted = 0  # admission counter (admit mode)
+        self._rate_gap = math.nan  # smoothed inter-arrival time
+        self._last_arrival = math.nan
+        self._slo_met = 0
+        self._tokens_seen = 0
+        self._history = []
+        if self._reward_scale is None:
+            self._reward_scale = self._default_reward_scale()
+        self._finished = False
+        self._truncated = False
+        self._advance()
+        return self._observe(), self._info()
+
+    def step(self, action):
+        if self.engine is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self._finished:
+            raise gym.error.ResetNeeded("the episode is over: call reset()")
+        invalid = False
+        if self.action_mode == "rank":
+            scores = self._check_scores(action)
+            n = len(self.slots)
+            self.policy.scores = dict(zip([r.id for r in self.slots], (-scores[:n]).tolist()))
+            self.engine.rescore(())  # take the new scores at the next step
+            reward = self._advance()
+        else:
+            choice, invalid = self._check_choice(action)
+            if choice < self.num_slots:
+                self._admit(self.slots[choice])
+                reward = 0.0
+            else:
+                reward = self._advance()
+        observation = self._observe()  # before the info: the action mask refers to the new slots
+        info = self._info()
+        info["invalid_action"] = invalid
+        return observation, reward, self._finished and not self._truncated, self._truncated, info
+
+    def _advance(self) -> float:
+        """Run the engine to the next decision epoch; the reward of the time that passed."""
+        engine = self.engine
+        assert engine is not None
+        area0, tokens0 = engine.area, engine.tokens_generated
+        finished0 = len(self.records)
+        more = engine.run_until_epoch()
+        if self.action_mode == "admit":
+            for r in engine.events_arrived:
+                if r.state == RequestState.WAITING and r.first_scheduled != r.first_scheduled:
+                    r.held = True
+        self._track_arrivals(engine.events_arrived)
+        if not more:
+            engine.finish_run()
+            self._finished = True
+            self._truncated = engine.now >= engine.max_time and len(engine.live) > 0
+        kind = self.reward_kind
+        if kind == "latency":
+            reward = -(engine.area - area0) / self._reward_scale
+        elif kind == "throughput":
+            reward = (engine.tokens_generated - tokens0) / self._reward_scale
+        else:
+            reward = self._slo_reward(finished0)
+        self._history.append((engine.now, 1.0 - engine.free_blocks / engine.num_blocks, len(engine.live)))
+        if len(self._history) > 2048:
+            del self._history[::2]
+        return float(reward)
+
+    def _admit(self, r: Request) -> None:
+        self._admitted += 1
+        self.policy.order[r.id] = float(self._admitted)
+        r.held = False
+        assert self.engine is not None
+        self.engine.rescore([r])
+
+    def _slo_reward(self, finished_before: int) -> float:
+        columns = self.records.columns
+        met = 0
+        for i in range(finished_before, len(self.records)):
+            if columns["state"][i] != RequestState.FINISHED:
+                continue
+            arrival, first, finish = columns["arrival"][i], columns["first_token_time"][i], columns["finish_time"][i]
+            out = columns["output_len"][i]
+            ok = self._slo.ttft_s is None or first - arrival <= self._slo.ttft_s
+            if ok and self._slo.tpot_s is not None and out > 1:
+                ok = (finish - first) / (out - 1) <= self._slo.tpot_s
+            met += int(ok)
+        return met / self.config.workload.num_requests
+
+    def _default_reward_scale(self) -> float:
+        from ..sim.workload import mean_lengths
+
+        cost = resolve_hardware(self.config.engine).cost
+        prompt, output = mean_lengths(self.config.workload)
+        n = self.config.workload.num_requests
+        if self.reward_kind == "throughput":
+            return n * max(output, 1.0)
+        if self.reward_kind == "slo_goodput":
+            return 1.0
+        p = int(round(prompt))
+        lone = cost.iteration_time(p, p * p, 0, 0, 0)
+        base, per_ctx = cost.decode_affine(1)
+        steps = max(int(round(output)) - 1, 0)
+        lone += steps * base + per_ctx * (steps * (p + 1) + steps * (steps - 1) / 2)
+        return n * lone
+
+    # ------------------------------------------------------------------------------ actions
+    def _check_scores(self, action) -> np.ndarray:
+        scores = np.asarray(action)
+        if scores.shape != (self.num_slots,):
+            raise ConfigError(
+                f"action has shape {scores.shape}: expected ({self.num_slots},), one score per slot (rank mode)"
+            )
+        visible = scores[: len(self.slots)]
+        if not math.isfinite(float(visible.sum())):  # any NaN or infinity makes the sum non-finite
+            raise ConfigError(f"action contains NaN or infinite scores {visible[~np.isfinite(visible)]}: expected finite numbers")
+        return scores
+
+    def _check_choice(self, action) -> tuple[int, bool]:
+        value = np.asarray(action)
+        if value.shape not in ((), (1,)) or not np.issubdtype(value.dtype, np.integer):
+            raise ConfigError(
+                f"action={action!r} is invalid: expected one integer in [0, {self.num_slots}] (admit mode)"
+            )
+        choice = int(value.reshape(()))
+        if not 0 <= choice <= self.num_slots:
+            raise ConfigError(f"action={choice} is invalid: expected an integer in [0, {self.num_slots}]")
+        mask = self.action_masks()
+        if mask[choice]:
+            return choice, False
+        if mask[self.num_slots]:
+            return self.num_slots, True
+        return int(np.flatnonzero(mask)[0]), True
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions in admit mode (for sb3-contrib's MaskablePPO): ``(num_slots + 1,)`` bools."""
+        if self.action_mode != "admit":
+            raise ConfigError("action_masks() exists in action_mode='admit' only")
+        mask = np.zeros(self.num_slots + 1, dtype=bool)
+        for i, r in enumerate(self.slots):
+            mask[i] = r.held
+        engine = self.engine
+        assert engine is not None
+        idle = not engine.holders and engine.n_swapped == 0 and not any(
+            not r.held and r.state == RequestState.WAITING for r in engine.live
+        )
+        # advancing an idle engine while requests wait would waste time; allow it only if
+        # nobody visible can be admitted (there must be a valid action)
+        mask[self.num_slots] = not (idle and mask[: self.num_slots].any()) or self._finished
+        if not mask.any():
+            mask[self.num_slots] = True
+        return mask
+
+    # ------------------------------------------------------------------------------ observation
+    def _select_slots(self) -> list[Request]:
+        engine = self.engine
+        assert engine is not None
+        K = self.num_slots
+        slots = engine.holders[:K]
+        if len(slots) < K and len(engine.live) > len(slots):
+            others = [r for r in engine.live if r.blocks == 0]
+            slots = slots + heapq.nsmallest(K - len(slots), others, key=_arrival)
+        return slots
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        engine = self.engine
+        assert engine is not None
+        engine.sync()
+        self.slots = [] if self._finished else self._select_slots()
+        K, F = self.num_slots, NUM_REQUEST_FEATURES
+        requests = np.zeros((K, F), dtype=np.float32)
+        n = len(self.slots)
+        if n:
+            features = request_features(self.slots, engine.now, engine.num_blocks, engine.block_size)
+            requests[:n] = np.asarray(features, np.float64).reshape(n, F)
+        mask = np.zeros(K, dtype=np.float32)
+        mask[:n] = 1.0
+        return {"requests": requests, "mask": mask, "globals": self._globals()}
+
+    def _globals(self) -> np.ndarray:
+        engine = self.engine
+        assert engine is not None
+        running = engine.batch_size
+        holders = len(engine.holders)
+        waiting = len(engine.live) - holders - engine.n_swapped
+        log_count = math.log1p(COUNT_SCALE)
+        n = self.config.workload.num_requests
+        rate = 1.0 / self._rate_gap if self._rate_gap > 0 else 0.0
+        capacity = self.capacity or self.rate or 1.0
+        swap_total = engine.swap_capacity_blocks
+        values = [
+            engine.free_blocks / engine.num_blocks,
+            math.log1p(waiting) / log_count,
+            math.log1p(running) / log_count,
+            math.log1p(max(holders - running, 0)) / log_count,
+            math.log1p(engine.n_swapped) / log_count,
+            math.log1p(max(len(engine.live) - len(self.slots), 0)) / log_count,
+            math.log1p(1000.0 * engine.last_iteration_time) / math.log1p(1000.0),
+            rate / capacity,
+            math.log1p(engine.now) / math.log1p(86400.0),
+            engine.arrived / n,
+            engine.completed / n,
+            engine.free_swap_blocks / swap_total if swap_total else 1.0,
+        ]
+        return np.minimum(np.asarray(values, dtype=np.float32), 10.0)
+
+    def _track_arrivals(self, arrived: list[Request]) -> None:
+        for r in arrived:
+            if self._last_arrival == self._last_arrival:  # not NaN
+                gap = r.arrival - self._last_arrival
+                self._rate_gap = gap if self._rate_gap != self._rate_gap else (1 - RATE_SMOOTHING) * self._rate_gap + RATE_SMOOTHING * gap
+            self._last_arrival = r.arrival
+
+    def _info(self) -> dict[str, Any]:
+        engine = self.engine
+        assert engine is not None
+        info: dict[str, Any] = {
+            "time_s": engine.now,
+            "arrived": engine.arrived,
+            "completed": engine.completed,
+            "in_system": len(engine.live),
+            "tokens": engine.tokens_generated,
+            "preemptions": engine.stats.preemptions,
+            "kv_utilization": 1.0 - engine.free_blocks / engine.num_blocks,
+            "sim_seed": self.sim_seed,
+        }
+        if self.action_mode == "admit":
+            info["action_mask"] = self.action_masks()
+        if self._finished:
+            self.series.arrivals_end_s = engine.last_arrival_time
+            self.series.arrivals = engine.arrived
+            info["summary"] = summarize(
+                self.records.to_arrays(),
+                self.series,
+                duration=max(engine.now, 1e-12),
+                slo=self._slo,
+                kv_bytes_per_block=resolve_hardware(self.config.engine).kv_bytes_per_block,
+            )
+        return info
+
+    # ------------------------------------------------------------------------------ rendering
+    def render(self):
+        if self.render_mode is None or self.engine is None:
+            return None
+        if self.render_mode == "ansi":
+            return render_ansi(self.engine, self.slots)
+        return render_rgb(self._history, self.engine)
+
+
+def _arrival(r: Request) -> float:
+    return r.arrival

@@ -1,0 +1,263 @@
+"""llmsched/Serve-v0: checkers, determinism, vector envs, actions, rewards, policy-as-agent."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import llmsched_env  # noqa: F401  (registers the environments)
+from llmsched_env.envs.serve import GLOBAL_FEATURES, ServeEnv
+from llmsched_env.sim import FCFS, ConfigError, SimConfig, WorkloadConfig, simulate
+from llmsched_env.sim.observe import NUM_REQUEST_FEATURES
+from llmsched_env.sim.request import RequestState
+
+SMALL = dict(num_requests=40, load=0.9)
+KWARG_SETS = [
+    dict(),
+    dict(action_mode="admit"),
+    dict(batching="vllm", preemption_mode="swap", num_gpu_blocks=600, num_slots=8),
+    dict(workload="azure-code", predictor="refining", decision_interval=20, reward="throughput"),
+    dict(action_mode="admit", batching="static", reward="slo_goodput", slo_ttft_s=2.0, slo_tpot_s=0.1),
+    dict(hardware="codellama-34b/a100", workload="arxiv-summarization", predictor="oracle", load=1.2, max_time_s=60.0),
+]
+
+
+def make(**kwargs) -> gym.Env:
+    return gym.make("llmsched/Serve-v0", **{**SMALL, **kwargs})
+
+
+def play(env: gym.Env, seed=None, options=None, policy="random", rng_seed=0, max_steps=100_000):
+    """Run one episode; returns (observations, rewards, final info)."""
+    rng = np.random.default_rng(rng_seed)
+    obs, info = env.reset(seed=seed, options=options)
+    observations, rewards = [obs], []
+    for _ in range(max_steps):
+        action = choose(env, info, rng, policy)
+        obs, reward, terminated, truncated, info = env.step(action)
+        observations.append(obs)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    return observations, rewards, info
+
+
+def choose(env: gym.Env, info: dict, rng: np.random.Generator, policy: str):
+    unwrapped = env.unwrapped
+    if unwrapped.action_mode == "rank":
+        if policy == "fcfs":  # earlier arrivals get higher scores
+            scores = np.zeros(unwrapped.num_slots, dtype=np.float32)
+            arrivals = np.array([r.arrival for r in unwrapped.slots])
+            if len(arrivals):
+                scores[: len(arrivals)] = -np.argsort(np.argsort(arrivals)) / max(len(arrivals), 1)
+            return scores
+        return rng.uniform(-1, 1, unwrapped.num_slots).astype(np.float32)
+    mask = info["action_mask"]
+    if policy == "fcfs":  # admit the oldest visible waiting request, else advance
+        held = [i for i, r in enumerate(unwrapped.slots) if mask[i]]
+        return min(held, key=lambda i: unwrapped.slots[i].arrival) if held else unwrapped.num_slots
+    return int(rng.choice(np.flatnonzero(mask)))
+
+
+@pytest.mark.parametrize("kwargs", KWARG_SETS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "default")
+def test_both_env_checkers_pass(kwargs):
+    env = make(**kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unconventional shape.*")
+        check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(ServeEnv(**{**SMALL, **kwargs}), warn=True)
+
+
+def test_spaces_and_dtypes():
+    env = make()
+    obs, info = env.reset(seed=1)
+    K = env.unwrapped.num_slots
+    assert obs["requests"].shape == (K, NUM_REQUEST_FEATURES) and obs["requests"].dtype == np.float32
+    assert obs["mask"].shape == (K,) and obs["globals"].shape == (len(GLOBAL_FEATURES),)
+    assert env.observation_space.contains(obs)
+    obs2, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert type(reward) is float and type(terminated) is bool and type(truncated) is bool
+    assert obs2["requests"] is not obs["requests"]  # fresh arrays each step
+
+
+def test_same_seed_same_trajectory_and_seeds_differ():
+    a = play(make(), seed=3)
+    b = play(make(), seed=3)
+    c = play(make(), seed=4)
+    assert a[1] == b[1]
+    for x, y in zip(a[0], b[0]):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+    assert a[1] != c[1]
+
+
+def test_episode_runs_to_the_end_and_reports_the_summary():
+    observations, rewards, info = play(make(num_requests=60), seed=0)
+    s = info["summary"]
+    assert s["arrived"] == 60 and s["finished"] + s["rejected"] == 60 and s["unfinished"] == 0
+    assert info["completed"] == s["finished"]
+
+
+@pytest.mark.parametrize("mode", ["rank", "admit"])
+def test_latency_return_is_total_response_time_over_scale(mode):
+    env = make(action_mode=mode, num_requests=50)
+    _, rewards, info = play(env, seed=2)
+    unwrapped = env.unwrapped
+    records = unwrapped.records.to_arrays()
+    total = float(np.sum(np.where(records["state"] == RequestState.FINISHED, records["finish_time"], unwrapped.engine.now) - records["arrival"]))
+    assert sum(rewards) == pytest.approx(-total / unwrapped._reward_scale, rel=1e-9)
+    assert -100 < sum(rewards) < 0
+
+
+def test_time_limit_truncates_and_reports_unfinished():
+    env = make(num_requests=400, load=2.0, max_time_s=30.0)
+    _, _, info = play(env, seed=0)
+    s = info["summary"]
+    assert s["unfinished"] > 0 and s["arrived"] == s["finished"] + s["unfinished"] + s["rejected"]
+
+
+def test_fcfs_as_agent_matches_the_engine_run_request_by_request():
+    """The policy-as-agent path: FCFS scores through the rank action give the engine's FCFS run."""
+    kwargs = dict(num_requests=80, load=0.95, num_slots=256, num_gpu_blocks=1500)
+    env = make(**kwargs)
+    play(env, options={"sim_seed": 11}, policy="fcfs")
+    agent_records = env.unwrapped.records.to_arrays()
+    config = env.unwrapped.config
+    direct = simulate(config, FCFS(), seed=11).records
+    order_a, order_d = np.argsort(agent_records["id"]), np.argsort(direct["id"])
+    for key in direct:
+        np.testing.assert_allclose(agent_records[key][order_a], direct[key][order_d], rtol=1e-9, equal_nan=True, err_msg=key)
+
+
+def test_admit_mode_fcfs_picks_match_the_engine_run():
+    env = make(action_mode="admit", num_requests=60, num_slots=256)
+    play(env, options={"sim_seed": 5}, policy="fcfs")
+    agent_records = env.unwrapped.records.to_arrays()
+    direct = simulate(env.unwrapped.config, FCFS(), seed=5).records
+    np.testing.assert_allclose(np.sort(agent_records["finish_time"]), np.sort(direct["finish_time"]), rtol=1e-9)
+
+
+def test_admit_mode_masks_and_invalid_picks():
+    env = make(action_mode="admit")
+    obs, info = env.reset(seed=0)
+    unwrapped = env.unwrapped
+    mask = info["action_mask"]
+    assert mask.dtype == bool and mask.shape == (unwrapped.num_slots + 1,) and mask.any()
+    np.testing.assert_array_equal(mask, unwrapped.action_masks())
+    # at the first arrival the engine is idle and a request waits: it must be admitted
+    assert mask[0] and not mask[unwrapped.num_slots]
+    empty_slot = unwrapped.num_slots - 1  # no request there: an invalid pick
+    obs, reward, _, _, info = env.step(empty_slot)
+    assert info["invalid_action"] is True
+    # the invalid pick was replaced by the first valid action: admitting slot 0 (no time passed)
+    assert reward == 0.0 and not unwrapped.slots[0].held
+    obs, reward, _, _, info = env.step(0)  # slot 0 is admitted already: invalid again, now advance is valid
+    assert info["invalid_action"] is True and info["time_s"] > 0.0
+
+
+def test_render_modes():
+    env = make(render_mode="ansi")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    text = env.render()
+    assert "KV [" in text and "t=" in text
+    env = make(render_mode="rgb_array")
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(env.action_space.sample())
+    image = env.render()
+    assert image.shape == (128, 256, 3) and image.dtype == np.uint8 and image.min() < 255
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_make_vec(mode):
+    envs = gym.make_vec("llmsched/Serve-v0", num_envs=2, vectorization_mode=mode, **SMALL)
+    obs, info = envs.reset(seed=0)
+    assert obs["requests"].shape[0] == 2
+    for _ in range(5):
+        obs, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
+    envs.close()
+
+
+def test_sb3_vec_envs_and_ppo_smoke():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    env = make_vec_env("llmsched/Serve-v0", n_envs=2, env_kwargs=SMALL)
+    model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=32, n_epochs=1, device="cpu", seed=0)
+    model.learn(64)
+    env.close()
+    # worker processes import the module named before the colon, which registers the env
+    sub = make_vec_env("llmsched_env:llmsched/Serve-v0", n_envs=2, env_kwargs=SMALL, vec_env_cls=SubprocVecEnv)
+    sub.reset()
+    sub.step(np.stack([sub.action_space.sample() for _ in range(2)]))
+    sub.close()
+
+
+def test_maskable_ppo_smoke():
+    from sb3_contrib import MaskablePPO
+
+    env = make(action_mode="admit")
+    model = MaskablePPO("MultiInputPolicy", env, n_steps=32, batch_size=32, n_epochs=1, device="cpu", seed=0)
+    model.learn(64)
+
+
+def test_true_length_hidden_unless_oracle():
+    """Two runs that differ only in true output lengths show identical first observations."""
+    env = make(predictor="lognormal")
+    obs, _ = env.reset(seed=0)
+    r = env.unwrapped.slots[0]
+    features = dict(zip(llmsched_env.sim.observe.REQUEST_FEATURES, obs["requests"][0]))
+    assert features["predicted_total"] == pytest.approx(math.log1p(int(r.predicted_output)) / math.log1p(16384), rel=1e-6)
+    assert r.predicted_output != r.output_len
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_wrong_shape_nan_and_out_of_range_actions():
+    env = make()
+    env.reset(seed=0)
+    with pytest.raises(ConfigError, match="shape"):
+        env.step(np.zeros(3, dtype=np.float32))
+    bad = np.zeros(env.unwrapped.num_slots, dtype=np.float32)
+    bad[0] = np.nan
+    with pytest.raises(ConfigError, match="NaN or infinite"):
+        env.step(bad)
+    admit = make(action_mode="admit")
+    admit.reset(seed=0)
+    with pytest.raises(ConfigError, match="expected an integer in"):
+        admit.step(admit.unwrapped.num_slots + 5)
+    with pytest.raises(ConfigError, match="one integer"):
+        admit.step(np.array([0.5]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(bogus=1), "unknown argument.*'bogus'.*allowed"),
+        (dict(action_mode="steer"), "action_mode"),
+        (dict(reward="fun"), "reward"),
+        (dict(num_slots=0), "num_slots"),
+        (dict(load=-0.5), "load"),
+        (dict(batching="lifo"), "batching"),
+        (dict(workload="nope"), "lengths"),
+        (dict(reward="slo_goodput"), "slo_ttft_s"),
+        (dict(engine_kwargs=dict(block_sizee=16)), "block_sizee"),
+    ],
+)
+def test_bad_kwargs_name_the_argument(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make(**kwargs)
+
+
+def test_spec_is_json_serialisable():
+    env = make(engine_kwargs=dict(watermark=0.02), workload_kwargs=dict(arrival_cv=2.0), arrival="gamma")
+    assert "watermark" in env.spec.to_json()
