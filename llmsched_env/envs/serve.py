@@ -16,7 +16,7 @@ from ..sim.config import dataclass_from_dict
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, summarize
 from ..sim.observe import NUM_REQUEST_FEATURES, REQUEST_FEATURES, request_features
-from ..sim.request import RecordBuffer, Request, RequestState
+from ..sim.request import PreemptionMode, RecordBuffer, Request, RequestState
 from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
 from .render import render_ansi, render_rgb
 
@@ -38,31 +38,56 @@ NUM_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
 COUNT_SCALE = 1000.0
 BEYOND = 1.0e6  # priority offset that puts requests outside the slots behind the visible ones
 REWARDS = ("latency", "slo_goodput", "throughput")
+# rank mode with preemption control: the columns of each slot's action row
+RANK_COLUMNS = ("score", "evict", "prefer_recompute", "prefer_swap", "prefer_restart")
 ACTION_MODES = ("rank", "admit")
 RATE_SMOOTHING = 0.1  # weight of the newest inter-arrival time in the arrival-rate estimate
 
 
-class _SlotScores:
+class _AgentPolicy:
+    """The engine-side policy of the env: priorities from the agent's actions.
+
+    ``wakeup_source`` lets an agent that is itself a policy with wake-ups (e.g. a multi-level
+    feedback queue driven through the env) ask for the decision epochs it needs.
+    """
+
+    name = "agent"
+    dynamic = True
+
+    def __init__(self) -> None:
+        self.wakeup_source: Any = None
+
+    def wakeup(self, requests: Sequence[Request], now: float) -> int | None:
+        return None if self.wakeup_source is None else self.wakeup_source(requests, now)
+
+
+class _SlotScores(_AgentPolicy):
     """Rank mode: the agent's scores for the visible requests, the others FCFS behind them."""
 
     name = "agent-rank"
     dynamic = True
 
     def __init__(self) -> None:
+        super().__init__()
         self.scores: dict[int, float] = {}
+        self.modes: dict[int, int] = {}  # preemption control: each visible request's mode
+
+    def preemption_mode(self, request: Request, engine: Engine) -> int | None:
+        return self.modes.get(request.id)
 
     def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
         scores = self.scores
         return [scores.get(r.id, BEYOND + r.arrival) for r in requests]
 
 
-class _AdmissionOrder:
+class _AdmissionOrder(_AgentPolicy):
     """Admit mode: requests are served in the order the agent admitted them; the others wait."""
 
     name = "agent-admit"
     dynamic = False
 
     def __init__(self) -> None:
+        super().__init__()
         self.order: dict[int, float] = {}
 
     def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
@@ -107,6 +132,14 @@ class ServeEnv(gym.Env):
       limits, so a low score on a running request means it is paused, or preempted when KV runs
       short. Requests outside the slots keep FCFS order behind the visible ones. Scores of empty
       slots are ignored; NaN or infinite scores and wrong shapes are errors.
+      With ``preemption_control=True`` the action is ``Box(-1, 1, (num_slots, 5))``, a row per slot:
+      ``[score, evict, prefer_recompute, prefer_swap, prefer_restart]``. ``evict > 0`` preempts that
+      request now if it holds KV (running or paused), freeing its KV before the engine runs on; the
+      largest of the three preferences is the mode used whenever that request is preempted, by the
+      agent or by memory pressure (``recompute``: prefill prompt + generated tokens again;
+      ``swap``: KV to CPU over PCIe and back, the transfer time charged to the iterations that move
+      it, falling back to recompute when the swap space is full; ``restart``: lose the generated
+      tokens).
     * ``admit``: ``Discrete(num_slots + 1)``: ``i < num_slots`` admits the waiting request in slot
       ``i`` next (no simulated time passes; the agent may admit several in a row); ``num_slots``
       means *advance*: run the engine until the next epoch. New arrivals wait until admitted;
@@ -116,6 +149,11 @@ class ServeEnv(gym.Env):
       would have nothing to do while requests wait (then the agent must admit one). At least one
       action is always valid. **An invalid action** is replaced by *advance* if that is valid, else
       by the first valid admission, and ``info["invalid_action"]`` is True.
+      With ``preemption_control=True`` the action is ``Discrete(4 * num_slots + 1)``: after the
+      admissions and *advance*, action ``num_slots + 1 + 3 i + m`` preempts the request in slot
+      ``i`` now with mode ``m`` (0 recompute, 1 swap, 2 restart); valid for requests holding KV, swap
+      only when the swap space can take them. Preemptions by memory pressure use the engine's
+      ``preemption_mode``.
 
     ## Rewards
 
@@ -153,7 +191,8 @@ class ServeEnv(gym.Env):
     ``max_num_batched_tokens``, ``num_gpu_blocks``, ``preemption_mode``; ``workload`` (a length
     preset) or ``trace_path``; ``arrival``; ``load`` or ``rate``; ``num_requests``;
     ``predictor`` and ``predictor_sigma``; ``reward``, ``reward_scale``, ``slo_ttft_s``,
-    ``slo_tpot_s``; ``num_slots``; ``action_mode``; ``decision_interval``; ``max_time_s``; and
+    ``slo_tpot_s``; ``num_slots``; ``action_mode``; ``preemption_control``;
+    ``decision_interval``; ``max_time_s``; and
     ``engine_kwargs`` / ``workload_kwargs`` / ``predictor_kwargs`` dicts for any other field of
     ``EngineConfig`` / ``WorkloadConfig`` / ``PredictorConfig``. Unknown or invalid arguments raise
     ``ConfigError`` naming the argument and what is allowed.
@@ -188,6 +227,7 @@ class ServeEnv(gym.Env):
         slo_tpot_s: float | None = None,
         num_slots: int = 32,
         action_mode: str = "rank",
+        preemption_control: bool = False,
         decision_interval: int = 0,
         max_time_s: float | None = None,
         engine_kwargs: dict | None = None,
@@ -238,8 +278,11 @@ class ServeEnv(gym.Env):
             slo_tpot_s=slo_tpot_s,
             decision_interval=decision_interval,
         )
+        if not isinstance(preemption_control, bool):
+            raise fail("preemption_control", preemption_control, "true or false")
         self.reward_kind = reward
         self.action_mode = action_mode
+        self.preemption_control = preemption_control
         self.num_slots = int(num_slots)
         self.render_mode = render_mode
         hw = resolve_hardware(self.config.engine)
@@ -257,12 +300,44 @@ class ServeEnv(gym.Env):
             }
         )
         if action_mode == "rank":
-            self.action_space = spaces.Box(-1.0, 1.0, (K,), np.float32)
-        else:
-            self.action_space = spaces.Discrete(K + 1)
+            shape = (K, len(RANK_COLUMNS)) if preemption_control else (K,)
+            self.action_space = spaces.Box(-1.0, 1.0, shape, np.float32)
+        else:  # admissions, advance, and with preemption control (slot, mode) preemptions
+            self.action_space = spaces.Discrete(K + 1 + (3 * K if preemption_control else 0))
         self.engine: Engine | None = None
         self.slots: list[Request] = []
+        self._wakeup_source: Any = None
         self._history: list[tuple[float, float, int]] = []
+
+    @classmethod
+    def from_config(cls, config: SimConfig, **options: Any) -> "ServeEnv":
+        """An env over a full :class:`SimConfig` (engine, workload, predictor, load or rate, SLO,
+        time limit, decision interval); ``options`` are the env's own arguments (``num_slots``,
+        ``action_mode``, ``reward``, ...)."""
+        import dataclasses
+
+        c = config
+        kwargs: dict[str, Any] = dict(
+            engine_kwargs=dataclasses.asdict(c.engine),
+            workload_kwargs=dataclasses.asdict(c.workload),
+            predictor_kwargs=dataclasses.asdict(c.predictor),
+            load=c.load,
+            rate=c.rate,
+            max_time_s=c.max_time_s,
+            slo_ttft_s=c.slo_ttft_s,
+            slo_tpot_s=c.slo_tpot_s,
+            decision_interval=c.decision_interval,
+            num_requests=c.workload.num_requests,
+        )
+        kwargs.update(options)
+        env = cls(**kwargs)
+        env.config = dataclasses.replace(env.config, seed=c.seed, keep_records=c.keep_records)
+        return env
+
+    def set_wakeup(self, source: Any) -> None:
+        """Let ``source(requests, now) -> iterations | None`` request extra decision epochs (for
+        policies with wake-ups driven through the env). Takes effect at the next ``reset``."""
+        self._wakeup_source = source
 
     # ------------------------------------------------------------------------------ episode
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -276,6 +351,7 @@ class ServeEnv(gym.Env):
             sim_seed = int(self.np_random.integers(0, 2**31 - 1))
         self.sim_seed = int(sim_seed)
         self.policy = _SlotScores() if self.action_mode == "rank" else _AdmissionOrder()
+        self.policy.wakeup_source = self._wakeup_source
         self.records = RecordBuffer()
         self.series = TimeSeries()
         self.engine, self.rate, self.capacity = build_engine(
@@ -301,18 +377,32 @@ class ServeEnv(gym.Env):
             raise gym.error.ResetNeeded("the episode is over: call reset()")
         invalid = False
         if self.action_mode == "rank":
-            scores = self._check_scores(action)
+            action = self._check_scores(action)
             n = len(self.slots)
-            self.policy.scores = dict(zip([r.id for r in self.slots], (-scores[:n]).tolist()))
+            ids = [r.id for r in self.slots]
+            scores = action[:, 0] if self.preemption_control else action
+            self.policy.scores = dict(zip(ids, (-scores[:n]).tolist()))
+            if self.preemption_control:
+                modes = np.argmax(action[:n, 2:], axis=1).tolist()
+                self.policy.modes = dict(zip(ids, modes))
+                for i in np.flatnonzero(action[:n, 1] > 0.0).tolist():
+                    r = self.slots[i]
+                    if r.state in (RequestState.RUNNING, RequestState.PAUSED):
+                        self.engine.evict(r, modes[i])
             self.engine.rescore(())  # take the new scores at the next step
             reward = self._advance()
         else:
             choice, invalid = self._check_choice(action)
-            if choice < self.num_slots:
+            K = self.num_slots
+            if choice < K:
                 self._admit(self.slots[choice])
                 reward = 0.0
-            else:
+            elif choice == K:
                 reward = self._advance()
+            else:  # preempt slot i with mode m (no simulated time passes)
+                i, mode = divmod(choice - K - 1, 3)
+                self.engine.evict(self.slots[i], mode)
+                reward = 0.0
         observation = self._observe()  # before the info: the action mask refers to the new slots
         info = self._info()
         info["invalid_action"] = invalid
@@ -387,24 +477,24 @@ class ServeEnv(gym.Env):
     # ------------------------------------------------------------------------------ actions
     def _check_scores(self, action) -> np.ndarray:
         scores = np.asarray(action)
-        if scores.shape != (self.num_slots,):
-            raise ConfigError(
-                f"action has shape {scores.shape}: expected ({self.num_slots},), one score per slot (rank mode)"
-            )
+        expected = self.action_space.shape
+        if scores.shape != expected:
+            what = "a row (score, evict, 3 mode preferences) per slot" if self.preemption_control else "one score per slot"
+            raise ConfigError(f"action has shape {scores.shape}: expected {expected}, {what} (rank mode)")
         visible = scores[: len(self.slots)]
         if not math.isfinite(float(visible.sum())):  # any NaN or infinity makes the sum non-finite
-            raise ConfigError(f"action contains NaN or infinite scores {visible[~np.isfinite(visible)]}: expected finite numbers")
+            raise ConfigError(f"action contains NaN or infinite values {visible[~np.isfinite(visible)]}: expected finite numbers")
         return scores
 
     def _check_choice(self, action) -> tuple[int, bool]:
         value = np.asarray(action)
         if value.shape not in ((), (1,)) or not np.issubdtype(value.dtype, np.integer):
             raise ConfigError(
-                f"action={action!r} is invalid: expected one integer in [0, {self.num_slots}] (admit mode)"
+                f"action={action!r} is invalid: expected one integer in [0, {self.action_space.n - 1}] (admit mode)"
             )
         choice = int(value.reshape(()))
-        if not 0 <= choice <= self.num_slots:
-            raise ConfigError(f"action={choice} is invalid: expected an integer in [0, {self.num_slots}]")
+        if not 0 <= choice < self.action_space.n:
+            raise ConfigError(f"action={choice} is invalid: expected an integer in [0, {self.action_space.n - 1}]")
         mask = self.action_masks()
         if mask[choice]:
             return choice, False
@@ -413,22 +503,28 @@ class ServeEnv(gym.Env):
         return int(np.flatnonzero(mask)[0]), True
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions in admit mode (for sb3-contrib's MaskablePPO): ``(num_slots + 1,)`` bools."""
+        """Valid actions in admit mode (for sb3-contrib's MaskablePPO), one bool per action."""
         if self.action_mode != "admit":
             raise ConfigError("action_masks() exists in action_mode='admit' only")
-        mask = np.zeros(self.num_slots + 1, dtype=bool)
-        for i, r in enumerate(self.slots):
-            mask[i] = r.held
         engine = self.engine
         assert engine is not None
+        K = self.num_slots
+        mask = np.zeros(self.action_space.n, dtype=bool)
+        for i, r in enumerate(self.slots):
+            mask[i] = r.held
+            if self.preemption_control and r.blocks > 0 and r.state in (RequestState.RUNNING, RequestState.PAUSED):
+                base = K + 1 + 3 * i
+                mask[base + PreemptionMode.RECOMPUTE] = True
+                mask[base + PreemptionMode.RESTART] = True  # a swap must fit the free swap space:
+                mask[base + PreemptionMode.SWAP] = -(-r.kv_tokens // engine.block_size) <= engine.free_swap_blocks
         idle = not engine.holders and engine.n_swapped == 0 and not any(
             not r.held and r.state == RequestState.WAITING for r in engine.live
         )
         # advancing an idle engine while requests wait would waste time; allow it only if
         # nobody visible can be admitted (there must be a valid action)
-        mask[self.num_slots] = not (idle and mask[: self.num_slots].any()) or self._finished
+        mask[K] = not (idle and mask[:K].any()) or self._finished
         if not mask.any():
-            mask[self.num_slots] = True
+            mask[K] = True
         return mask
 
     # ------------------------------------------------------------------------------ observation

@@ -31,7 +31,9 @@ if there are none). A waiting request of higher priority than some holders may l
 them to be admitted. Preemption modes: ``recompute`` (free the KV, prefill prompt + generated
 tokens again), ``swap`` (KV to CPU swap space over PCIe, back in later; a swap that does not fit
 the swap space falls back to recompute and is counted), ``restart`` (free the KV and lose the
-generated tokens).
+generated tokens). The mode of each preemption is the policy's ``preemption_mode(request, engine)``
+when it has one, else the engine's default; an agent may also preempt a request itself between
+steps (:meth:`Engine.evict`).
 
 Requests that can never be served are rejected at arrival and counted: KV for their full length
 exceeds the whole cache, or (for rules that cannot chunk) the prompt exceeds the token budget. A
@@ -65,7 +67,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .cost import CostModel
-from .policy import FCFS, Policy, policy_wakeup
+from .policy import FCFS, Policy
 from .request import PreemptionMode, Request, RequestBatch, RequestState
 from .validation import ConfigError, check_choice, check_fraction, check_nonnegative, check_number, check_positive
 
@@ -195,6 +197,7 @@ class Engine:
         self.cost = cost
         self.policy: Policy = policy if policy is not None else FCFS()
         self._wakeup: Callable[[Sequence[Request], float], int | None] | None = getattr(self.policy, "wakeup", None)
+        self._wake_at = -1  # iteration at which the policy asked for its next epoch (-1: none)
         self.block_size = config.block_size
         self.num_blocks = int(num_blocks)
         self.watermark_blocks = int(config.watermark * self.num_blocks)
@@ -259,6 +262,8 @@ class Engine:
         self._submitted: list[tuple[float, int, Request]] = []  # heap of submitted future arrivals
         self._horizon = math.inf
         self._rescore_on_admission = bool(getattr(self.policy, "rescore_on_admission", False))
+        self._mode_hook: Callable[[Request, "Engine"], int | None] | None = getattr(self.policy, "preemption_mode", None)
+        self._pending_swap_out = 0  # blocks swapped out by evict() since the last iteration
         # batch-building scratch
         self._seats = 0
         self._budget = 0
@@ -396,6 +401,11 @@ class Engine:
         self.events_finished = []
         self.events_preempted = []
         self.epoch_pending = False
+        if self._wakeup is not None:
+            # asked once per epoch, with every counter up to date; kept as an absolute iteration
+            self.sync()
+            wake = self._wakeup(self.live, self.now)
+            self._wake_at = -1 if wake is None else self.iteration + max(int(wake), 1)
 
     def _apply_scores(self, requests: Sequence[Request], scores: Sequence[float]) -> None:
         if len(scores) != len(requests):
@@ -545,7 +555,8 @@ class Engine:
     def _build(self) -> None:
         """Build this iteration's batch: afterwards ``steady`` holds its decoders and
         ``_prefills`` its prefill chunks. Preemptions needed to make room happen here."""
-        self._swap_out_blocks = 0
+        self._swap_out_blocks = self._pending_swap_out  # evictions since the last iteration
+        self._pending_swap_out = 0
         self._swap_in_blocks = 0
         self._predictions = 0
         self._seats = self.max_seqs
@@ -737,8 +748,25 @@ class Engine:
                 return True
         return False
 
-    def _preempt(self, r: Request) -> None:
-        """Take ``r``'s KV away with its preemption mode; it leaves this iteration's batch."""
+    def evict(self, r: Request, mode: PreemptionMode | int | None = None) -> None:
+        """Preempt ``r`` now (between two steps, at a decision epoch), freeing its GPU KV.
+
+        ``mode`` overrides the policy's and the engine's choice. A swap-out's PCIe time is charged
+        to the next iteration; the request goes back to waiting (recompute, restart) or to swap.
+        """
+        self._sync_one(r)
+        if r.state not in (RUNNING, PAUSED) or r.blocks == 0:
+            raise ConfigError(
+                f"evict: request {r.id} is {RequestState(r.state).name.lower()}; expected a request holding KV "
+                "(running or paused)"
+            )
+        self._preempt(r, None if mode is None else PreemptionMode(int(mode)))
+        self._pending_swap_out += self._swap_out_blocks
+        self._swap_out_blocks = 0
+
+    def _preempt(self, r: Request, mode: PreemptionMode | None = None) -> None:
+        """Take ``r``'s KV away (``mode``, else the policy's choice, else the engine's default);
+        it leaves this iteration's batch."""
         mark = self.iteration + 1
         if r.steady:  # decoding in this batch: give back its slot and token
             self._leave(r)
@@ -757,7 +785,9 @@ class Engine:
             self.ready.remove(r)
         r.mark = 0
         _remove_sorted(self.holders, r)
-        mode = self.default_mode if r.preempt_mode < 0 else PreemptionMode(r.preempt_mode)
+        if mode is None:
+            chosen = self._mode_hook(r, self) if self._mode_hook is not None else None
+            mode = self.default_mode if chosen is None else PreemptionMode(int(chosen))
         self.free_blocks += r.blocks
         r.preemptions += 1
         self.stats.preemptions += 1
@@ -893,10 +923,8 @@ class Engine:
                 left = self.decision_interval - self._since_decision
                 if left < n:
                     n = max(left, 1)
-            if self._wakeup is not None:
-                wake = self._wakeup(self.live, self.now)
-                if wake is not None and wake < n:
-                    n = max(wake, 1)
+            if 0 <= self._wake_at - it0 < n:
+                n = max(self._wake_at - it0, 1)
             base, per_ctx = self.cost.decode_affine(D)
             a0 = base + per_ctx * ctx0  # first iteration's time
             q = per_ctx * D  # growth per iteration
@@ -964,10 +992,8 @@ class Engine:
         self._admit_arrivals()
         if self.decision_interval > 0 and self._since_decision >= self.decision_interval:
             self.epoch_pending = True
-        if not self.epoch_pending and self._wakeup is not None:
-            wake = self._wakeup(self.live, self.now)
-            if wake is not None and wake <= 0:
-                self.epoch_pending = True
+        if 0 <= self._wake_at <= self.iteration:
+            self.epoch_pending = True
 
     def _emit_token(self, r: Request, now: float) -> None:
         """A prefill just completed: it emits one token."""

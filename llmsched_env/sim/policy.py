@@ -29,9 +29,12 @@ class Policy(Protocol):
             ``rescore_on_admission = True``), so the engine scores each request once per such event;
             if True, the engine re-scores every live request at every epoch.
 
-    Optional members: ``rescore_on_admission`` (bool, see above) and ``wakeup(requests, now)``,
-    the number of iterations after which the policy wants another epoch (see
-    :func:`policy_wakeup`).
+    Optional members: ``rescore_on_admission`` (bool, see above); ``wakeup(requests, now)``,
+    asked at every epoch (counters up to date): the number of iterations after which the policy
+    wants another epoch (None: no wish), e.g. when a request will use up its quantum in a
+    multi-level feedback queue; and ``preemption_mode(request, engine)``, the
+    :class:`~llmsched_env.sim.request.PreemptionMode` to use when ``request`` is preempted (None:
+    the engine's default), consulted at every preemption.
     """
 
     name: str
@@ -54,13 +57,3 @@ class FCFS:
 
     def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
         return [r.arrival for r in requests]
-
-
-def policy_wakeup(policy: Policy, requests: Sequence[Request], now: float) -> int | None:
-    """Iterations until ``policy`` wants another decision epoch (None: no wish).
-
-    Policies whose order changes with progress (e.g. a multi-level feedback queue demoting a
-    request after its quantum) implement ``wakeup``; others need not.
-    """
-    wake = getattr(policy, "wakeup", None)
-    return wake(requests, now) if wake is not None else None

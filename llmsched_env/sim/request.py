@@ -125,7 +125,6 @@ class Request:
         "restart_preemptions",
         "recomputed_tokens",
         "swapped_blocks",
-        "preempt_mode",
         "mark",
         "steady",
         "synced",
@@ -169,7 +168,6 @@ class Request:
         self.restart_preemptions = 0
         self.recomputed_tokens = 0  # tokens prefilled again because of preemptions
         self.swapped_blocks = 0  # blocks moved out to CPU (each also moves back in)
-        self.preempt_mode = -1  # per-request preemption mode (-1: the engine's default)
         # Engine bookkeeping. While ``steady`` (decoding in every iteration since iteration
         # ``synced``), ``generated``, ``kv_tokens`` and ``blocks`` are brought up to date lazily:
         # the engine advances them by one token per iteration only when someone needs them.

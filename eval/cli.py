@@ -1,0 +1,324 @@
+"""``llmsched-eval`` / ``python -m eval``: compare scheduling policies on the same workloads.
+
+With no arguments it runs the built-in default (``configs/eval/default.yaml`` is the same config
+written out): every baseline (and every agent shipped in ``models/``) on 3,000 ShareGPT-like
+requests at loads 0.5, 0.8 and 0.95 with 3 seeds, and prints a table per load with the winner of
+each column marked. ``--config`` reads a YAML eval config; flags override it.
+
+Outputs go to ``--out`` (default ``eval_out/<name>``, ``eval_out/default`` for the default; a
+rerun replaces the previous outputs there): ``results.json`` and ``results.csv`` (one record per
+run, written as runs complete), ``runs/<n>.npz`` (per-request records), ``aggregate.csv`` (means,
+95 % intervals, ratios), ``summary.md`` (the console tables), ``config.yaml`` (the resolved
+config, reusable with ``--config``), ``capacity.json`` (with ``--capacity``), PNG plots in
+``plots/`` and TensorBoard logs in ``tb/`` (``tensorboard --logdir <out>/tb``).
+
+Exit codes: 0 done; 2 a mistake in the input (one-line message, no traceback); 130 interrupted
+(Ctrl-C: the runs that finished are written and reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from llmsched_env.sim import available_hardware, available_length_presets
+from llmsched_env.sim.validation import ConfigError
+
+from .aggregate import aggregate
+from .capacity import CapacitySearch, search_capacity
+from .config import EvalConfig, load_eval_config
+from .policies import ALL_BASELINES, BUNDLED_AGENTS, MODELS_DIR, expand, find_reference
+from .report import (
+    aggregate_csv,
+    capacity_table,
+    grid_tables,
+    markdown,
+    print_console,
+    scenario_slugs,
+)
+from .runner import RESULTS_JSON, ResultWriter, RunResult, build_grid, run_all, write_json
+
+PROG = "llmsched-eval"
+# Everything an evaluation writes; a rerun into the same folder removes these first.
+OUTPUTS = ("results.json", "results.csv", "aggregate.csv", "summary.md", "config.yaml", "capacity.json")
+OUTPUT_DIRS = ("runs", "plots", "tb")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[1],
+        epilog=f"Policies: baseline names with parameters ('trail:C=0.5'), trained models by path (.zip), "
+        f"{ALL_BASELINES}, {BUNDLED_AGENTS}. See --list.",
+    )
+    p.add_argument("--config", metavar="YAML", help="eval config file (configs/eval/*.yaml)")
+    p.add_argument("--policies", nargs="+", metavar="POLICY", help="policies to compare")
+    p.add_argument("--reference", metavar="POLICY", help="policy the ratios are taken against (default fcfs)")
+    p.add_argument("--workloads", nargs="+", metavar="W", help="length presets or trace files")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--loads", nargs="+", type=float, metavar="X", help="loads (fractions of capacity)")
+    grid.add_argument("--rates", nargs="+", type=float, metavar="R", help="arrival rates (requests/s)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="one number N: seeds 0..N-1; several: those seeds")
+    p.add_argument("--hardware", nargs="+", metavar="H", help="model/GPU presets")
+    p.add_argument("--systems", nargs="+", metavar="S", help="engine presets: vllm, orca, sarathi, fastertransformer")
+    p.add_argument("--num-requests", type=int, metavar="N", help="requests per run")
+    p.add_argument("--predictor", metavar="KIND", help="length predictor: oracle, lognormal, buckets, refining")
+    p.add_argument("--slo-ttft", type=float, metavar="S", help="TTFT target (s) for SLO attainment")
+    p.add_argument("--slo-tpot", type=float, metavar="S", help="TPOT target (s) for SLO attainment")
+    p.add_argument(
+        "--capacity",
+        nargs="?",
+        const="",
+        choices=("stable", "slo"),
+        help="also search each policy's capacity: highest load that is stable (default) or meets the SLO",
+    )
+    p.add_argument("--capacity-requests", type=int, metavar="N", help="requests per capacity probe (default 4000)")
+    p.add_argument("--slo-attainment", type=float, metavar="F", help="attainment the slo capacity needs (default 0.9)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. sim.engine.batching=vllm")
+    p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default eval_out/<name>)")
+    p.add_argument("--name", help="evaluation name (default 'default')")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard logs")
+    p.add_argument("--no-requests", action="store_true", help="do not keep per-request records (runs/*.npz)")
+    p.add_argument("--list", action="store_true", help="list policies, presets and systems, then exit")
+    return p
+
+
+def _put(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``dotted = "a.b.c"``, creating mappings on the way."""
+    *path, last = dotted.split(".")
+    for key in path:
+        child = data.get(key)
+        if not isinstance(child, dict):
+            child = data[key] = {}
+        data = child
+    data[last] = value
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The YAML config (or the built-in default) with the flags applied, validated."""
+    source = f"{args.config} with the command-line flags" if args.config else "command line"
+    data: dict[str, Any] = {}
+    if args.config:
+        data = load_eval_config(args.config).to_dict()  # validates the file on its own first
+    flags = {
+        "policies": args.policies,
+        "reference": args.reference,
+        "workloads": args.workloads,
+        "hardware": args.hardware,
+        "systems": args.systems,
+        "jobs": args.jobs,
+        "out": args.out,
+        "name": args.name,
+        "sim.workload.num_requests": args.num_requests,
+        "sim.predictor.kind": args.predictor,
+        "sim.slo_ttft_s": args.slo_ttft,
+        "sim.slo_tpot_s": args.slo_tpot,
+    }
+    if args.capacity is not None:
+        if not isinstance(data.get("capacity"), dict):
+            data["capacity"] = {}  # enabled, with the config's criterion or the default one
+        if args.capacity:
+            data["capacity"]["criterion"] = args.capacity
+    capacity_flags = {"capacity.num_requests": args.capacity_requests, "capacity.slo_attainment": args.slo_attainment}
+    if any(v is not None for v in capacity_flags.values()):
+        if args.capacity is None and data.get("capacity") is None:
+            raise ConfigError("--capacity-requests and --slo-attainment need --capacity (or capacity: in the config)")
+        flags.update(capacity_flags)
+    if args.seeds is not None:
+        flags["seeds"] = args.seeds[0] if len(args.seeds) == 1 else args.seeds
+    if args.loads is not None:
+        data.pop("rates", None)
+        flags["loads"] = args.loads
+    if args.rates is not None:
+        data.pop("loads", None)
+        flags["rates"] = args.rates
+    for key, value in flags.items():
+        if value is not None:
+            _put(data, key, value)
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is invalid: expected KEY=VALUE, e.g. sim.engine.batching=vllm")
+        try:
+            _put(data, key.strip(), yaml.safe_load(text))
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
+    for key, value in (("plots", args.no_plots), ("tensorboard", args.no_tensorboard), ("save_requests", args.no_requests)):
+        if value:
+            data[key] = False
+    return EvalConfig.from_dict(data, where=source)
+
+
+def list_choices() -> str:
+    """What can be evaluated: baselines, bundled agents, presets, systems."""
+    from .policies import _baselines
+
+    lines = ["baselines (name[:param=value,...]):"]
+    try:
+        registry = _baselines()
+        lines += [f"  {name:12s} {registry.describe(name)}" for name in registry.available()]
+    except ConfigError as err:
+        lines.append(f"  ({err})")
+    agents = sorted(p.name for p in MODELS_DIR.glob("*.zip"))
+    lines.append(f"bundled agents ({BUNDLED_AGENTS}): " + (", ".join(agents) if agents else "none yet"))
+    lines.append("workload presets: " + ", ".join(available_length_presets()) + " (or a trace file path)")
+    lines.append("hardware: " + ", ".join(available_hardware()))
+    try:
+        from baselines.systems import SYSTEMS
+
+        lines.append("systems (engine presets):")
+        lines += [f"  {name:18s} {SYSTEMS[name][2]}" for name in sorted(SYSTEMS)]
+    except ImportError:
+        lines.append("systems: (the baselines package is not installed)")
+    return "\n".join(lines)
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Create the output folder, removing a previous evaluation's outputs (and nothing else)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is invalid: it is a file, expected a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / RESULTS_JSON).exists() and not (out / "config.yaml").exists():
+            raise ConfigError(
+                f"out={str(out)!r} is invalid: the folder is not empty and holds no earlier evaluation; "
+                "expected an empty or new folder"
+            )
+        for name in OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+        for name in OUTPUT_DIRS:
+            shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _header(config: EvalConfig, policies: list, reference: str, done: int, total: int, seconds: float, jobs: int) -> list[str]:
+    sim, engine = config.sim, config.sim.engine
+    workloads = ", ".join(w.label for w in config.workload_list())
+    xs = ", ".join(f"{x:g}" for x in config.xs)
+    slo = ", ".join(
+        f"{name} ≤ {value:g} s" for name, value in (("TTFT", sim.slo_ttft_s), ("TPOT", sim.slo_tpot_s)) if value is not None
+    )
+    predictor = sim.predictor.kind + (f"(sigma={sim.predictor.sigma:g})" if sim.predictor.kind == "lognormal" else "")
+    limits = f"{engine.max_num_seqs} slots, {engine.max_num_batched_tokens}-token budget, "
+    if config.systems:  # each system sets its own batching rule and limits
+        systems, limits = "systems " + ", ".join(config.systems), ""
+    else:
+        systems = f"{engine.batching} batching"
+    return [
+        f"{PROG}: {config.name}",
+        f"policies: {', '.join(p.label for p in policies)} (reference {reference})",
+        f"workloads: {workloads}, {sim.workload.num_requests:,} requests per run, {sim.workload.arrival} arrivals; "
+        f"{config.axis}s {xs}; seeds {', '.join(map(str, config.seeds))}",
+        f"engine: {', '.join(config.hardware_list)}; {systems}; {limits}"
+        f"{engine.preemption_mode} preemption; predictor {predictor}"
+        + (f"; SLO {slo}" if slo else ""),
+        f"{done} of {total} runs in {seconds:.1f} s on {jobs} process{'es' * (jobs != 1)}",
+    ]
+
+
+def evaluate(config: EvalConfig, console: bool = True) -> int:
+    """Run an evaluation and write its outputs; returns the exit code (0, or 130 if interrupted)."""
+    policies = expand(config.policies)
+    reference = find_reference(config.reference, policies)
+    out = config.out_dir
+    prepare_out_dir(out)
+    (out / "config.yaml").write_text(
+        f"# resolved config of this evaluation; rerun with: {PROG} --config {out / 'config.yaml'}\n"
+        + yaml.safe_dump(config.to_dict(), sort_keys=False)
+    )
+    runs = build_grid(config, policies)
+    writer = ResultWriter(out, config.save_requests)
+    jobs = config.workers
+    start = time.perf_counter()
+    completed = run_all(runs, jobs, writer.add)
+    searches: list[CapacitySearch] = []
+    if completed and config.capacity is not None:
+
+        def save(found: list[CapacitySearch]) -> None:
+            write_json(out / "capacity.json", [s.to_dict() for s in found])
+
+        searches, completed = search_capacity(config, policies, jobs, on_round=save)
+        save(searches)
+    seconds = time.perf_counter() - start
+    if writer.results or searches:
+        report(config, writer, searches, policies, reference, len(runs), seconds, jobs, console)
+    if not completed:
+        print(
+            f"{PROG}: interrupted: {len(writer.results)} of {len(runs)} runs finished; "
+            f"what finished is written to {out}",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+def report(
+    config: EvalConfig,
+    writer: ResultWriter,
+    searches: list[CapacitySearch],
+    policies: list,
+    reference: str,
+    total: int,
+    seconds: float,
+    jobs: int,
+    console: bool,
+) -> None:
+    """Aggregate, print and write the tables, plots and TensorBoard logs."""
+    out = config.out_dir
+    cells = aggregate(writer.records, reference)
+    tables = grid_tables(cells, reference, config.axis)
+    if searches and config.capacity is not None:
+        tables.append(capacity_table(searches, config.axis, config.capacity.criterion))
+    header = _header(config, policies, reference, len(writer.results), total, seconds, jobs)
+    (out / "summary.md").write_text(markdown(tables, header, reference))
+    (out / "aggregate.csv").write_text(aggregate_csv(cells, config.axis))
+    slugs = scenario_slugs(list(dict.fromkeys([c.scenario for c in cells] + [s.scenario for s in searches])))
+    latencies = pooled_latencies(writer.results)
+    plot_files: list[Path] = []
+    if config.plots:
+        from .plots import write_plots
+
+        plot_files = write_plots(cells, latencies, searches, config.axis, slugs, out / "plots")
+    if config.tensorboard:
+        from .tensorboard import write_tensorboard
+
+        write_tensorboard(out / "tb", cells, latencies, searches, policies, reference, slugs, plot_files)
+    if console:
+        print_console(tables, header, reference)
+        print(f"\nwrote {out}/: results.json, results.csv, aggregate.csv, summary.md"
+              + (", plots/" if plot_files else "") + (", tb/" if config.tensorboard else ""))
+        if config.tensorboard:
+            print(f"view: tensorboard --logdir {shlex.quote(str(out / 'tb'))}")
+
+
+def pooled_latencies(results: list[RunResult]) -> dict[tuple, dict[str, np.ndarray]]:
+    """Per-request latencies of each (scenario, x, policy), seeds pooled."""
+    parts: dict[tuple, dict[str, list[np.ndarray]]] = {}
+    for r in results:
+        rec = r.record
+        key = ((rec["workload"], rec["hardware"], rec["system"]), rec["load"] if rec["load"] is not None else rec["rate"], rec["policy"])
+        for name, values in r.latencies.items():
+            parts.setdefault(key, {}).setdefault(name, []).append(values)
+    return {key: {name: np.concatenate(v) for name, v in d.items()} for key, d in parts.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.list:
+            print(list_choices())
+            return 0
+        return evaluate(config_from_args(args))
+    except ConfigError as err:
+        message = " ".join(str(err).split())  # one line
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2

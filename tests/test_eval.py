@@ -1,0 +1,373 @@
+"""The evaluation CLI: outputs, agreement with the simulator API, common random numbers,
+TensorBoard tags, plots, statistics, capacity bisection, interrupts and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import baselines
+from eval import EvalConfig, load_eval_config
+from eval.aggregate import Cell, Metric, mean_ci, paired_ratio, t_quantile, winner
+from eval.capacity import CapacitySearch, Probe, next_probes, probe_passes, record_probe
+from eval.cli import main
+from eval.config import CapacityConfig, DEFAULT_SIM
+from llmsched_env.sim import FCFS, SimConfig, WorkloadConfig, simulate
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TINY = ["--policies", "fcfs", "sjf", "--loads", "0.6", "0.9", "--seeds", "2", "--num-requests", "40"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The default evaluation shrunk to 2 policies x 2 loads x 2 seeds x 40 requests, on 2 processes."""
+    out = tmp_path_factory.mktemp("eval") / "out"
+    assert main(TINY + ["--jobs", "2", "--out", str(out)]) == 0
+    return out
+
+
+def load_records(out: Path) -> list[dict]:
+    return json.loads((out / "results.json").read_text())
+
+
+def same(a, b) -> bool:
+    """Equal, with JSON's null standing for NaN."""
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return b is None or (isinstance(b, float) and math.isnan(b))
+    return a == b
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+
+
+def test_outputs_exist_and_parse(tiny_run):
+    records = load_records(tiny_run)
+    assert len(records) == 2 * 2 * 2
+    assert {(r["policy"], r["load"], r["seed"]) for r in records} == {
+        (p, x, s) for p in ("fcfs", "sjf") for x in (0.6, 0.9) for s in (0, 1)
+    }
+    with open(tiny_run / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(records)
+    assert float(rows[0]["e2e_mean_s"]) == records[0]["e2e_mean_s"]
+    summary = (tiny_run / "summary.md").read_text()
+    assert "sharegpt · llama2-7b/a100 · load 0.9 · 2 seeds" in summary and "| sjf |" in summary
+    with open(tiny_run / "aggregate.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2 * 2
+    for name in ("latency_vs_load", "throughput_vs_load", "cdf"):
+        assert (tiny_run / "plots" / f"sharegpt-{name}.png").is_file()
+    assert len(list((tiny_run / "runs").glob("*.npz"))) == len(records)
+    # the resolved config reads back as the config that ran
+    config = load_eval_config(tiny_run / "config.yaml")
+    assert config.policies == ("fcfs", "sjf") and config.loads == (0.6, 0.9) and config.seeds == (0, 1)
+    assert config.sim.workload.num_requests == 40 and config.out == str(tiny_run)
+
+
+def test_results_equal_the_simulator_api(tiny_run):
+    for rec in load_records(tiny_run):
+        config = DEFAULT_SIM.replace(workload=WorkloadConfig(lengths="sharegpt", num_requests=40), load=rec["load"])
+        summary = simulate(config, baselines.parse(rec["policy"]), seed=rec["seed"]).summary
+        assert set(summary) <= set(rec)
+        for key, value in summary.items():
+            assert same(value, rec[key]), (rec["policy"], rec["load"], rec["seed"], key)
+
+
+def test_common_random_numbers_across_policies(tiny_run):
+    runs = {}
+    for rec in load_records(tiny_run):
+        runs[(rec["policy"], rec["load"], rec["seed"])] = np.load(tiny_run / rec["requests_file"])
+    for load in (0.6, 0.9):
+        for seed in (0, 1):
+            a, b = runs[("fcfs", load, seed)], runs[("sjf", load, seed)]
+            for name in ("id", "arrival", "prompt_len", "output_len", "predicted_len"):
+                np.testing.assert_array_equal(a[name], b[name])
+    # ... and different seeds are different workloads
+    assert not np.array_equal(runs[("fcfs", 0.9, 0)]["output_len"], runs[("fcfs", 0.9, 1)]["output_len"])
+
+
+def test_tensorboard_tags(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    records = [r for r in load_records(tiny_run) if r["policy"] == "sjf" and r["load"] == 0.9]
+    for policy in ("fcfs", "sjf"):
+        acc = EventAccumulator(str(tiny_run / "tb" / policy), size_guidance={"histograms": 0, "scalars": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        for tag in ("e2e_mean_s/sharegpt", "ttft_p99_s/sharegpt", "output_tokens_per_s/sharegpt", "e2e_mean_s_vs_fcfs/sharegpt"):
+            assert tag in tags["scalars"]
+        assert {"e2e_s/sharegpt", "ttft_s/sharegpt"} <= set(tags["histograms"])
+        assert [e.step for e in acc.Scalars("e2e_mean_s/sharegpt")] == [600, 900]
+        assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")
+    # the scalar is the mean over seeds (stored as float32)
+    last = acc.Scalars("e2e_mean_s/sharegpt")[-1].value
+    assert last == pytest.approx(np.mean([r["e2e_mean_s"] for r in records]), rel=1e-6)
+    plots = EventAccumulator(str(tiny_run / "tb" / "_plots"))
+    plots.Reload()
+    assert "plots/sharegpt-latency_vs_load" in plots.Tags()["images"]
+
+
+def test_plots_are_valid_png(tiny_run):
+    import matplotlib.image
+
+    path = tiny_run / "plots" / "sharegpt-latency_vs_load.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_console_table_marks_winners(tiny_run, capsys):
+    summary = (tiny_run / "summary.md").read_text()
+    assert "★" in summary or "☆" in summary
+    assert "×fcfs" in summary and "±" in summary
+
+
+# -- statistics -------------------------------------------------------------------------------------
+
+
+def test_t_quantiles():
+    for df, expected in ((1, 12.7062047362), (2, 4.30265272975), (4, 2.77644510520), (29, 2.04522964213)):
+        assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-8)
+
+
+def test_mean_ci_by_hand():
+    mean, hw = mean_ci([1.0, 2.0, 3.0])  # s = 1, n = 3
+    assert mean == 2.0 and hw == pytest.approx(4.30265272975 / math.sqrt(3), rel=1e-9)
+    assert mean_ci([5.0]) == (5.0, pytest.approx(math.nan, nan_ok=True))
+    assert mean_ci([2.0, float("nan"), 4.0])[0] == 3.0  # NaN seeds are left out
+
+
+def test_paired_ratio_by_hand():
+    # per-seed ratios 2 and 4: geometric mean sqrt(8); log ratios ln2, 2ln2 with s = ln2/sqrt(2)
+    ratio, low, high = paired_ratio({0: 2.0, 1: 8.0, 5: 1.0}, {0: 1.0, 1: 2.0})
+    half = 12.7062047362 * (math.log(2) / math.sqrt(2)) / math.sqrt(2)
+    assert ratio == pytest.approx(math.sqrt(8))
+    assert (low, high) == (pytest.approx(math.exp(1.5 * math.log(2) - half)), pytest.approx(math.exp(1.5 * math.log(2) + half)))
+    assert all(math.isnan(v) for v in paired_ratio({0: 0.0}, {0: 1.0}))  # not defined for zeros
+
+
+def test_winner_and_significance():
+    def cell(policy, values):
+        c = Cell(("w", "h", None), 0.9, policy, values={"m": dict(enumerate(values))})
+        c.mean["m"] = float(np.mean(values))
+        return c
+
+    lower = Metric("m", "m", "lower")
+    # b beats a by exactly 1 on every seed: significant
+    assert winner([cell("a", [3.0, 4.0, 5.0]), cell("b", [2.0, 3.0, 4.0])], lower) == ("b", True)
+    # b is better on average but not on every seed: within noise
+    assert winner([cell("a", [3.0, 4.0, 5.0]), cell("b", [1.0, 5.0, 4.5])], lower) == ("b", False)
+    assert winner([cell("a", [3.0, 4.0, 5.0]), cell("b", [2.0, 3.0, 4.0])], Metric("m", "m", "higher")) == ("a", True)
+    assert winner([cell("a", [1.0, 2.0]), cell("b", [1.0, 2.0])], lower) is None  # a tie
+    assert winner([cell("a", [1.0, 2.0])], lower) is None
+
+
+# -- capacity -------------------------------------------------------------------------------------------
+
+
+def bisect(threshold: float, low=0.1, high=1.5, tolerance=0.02) -> CapacitySearch:
+    """Drive a search with a synthetic criterion: passes iff x <= threshold."""
+    search = CapacitySearch(("w", "h", None), "p", low, high)
+    while probes := next_probes(search, tolerance):
+        for x in probes:
+            record_probe(search, Probe(x, x <= threshold, [], math.nan))
+    return search
+
+
+def test_capacity_bisection_by_hand():
+    search = bisect(0.97)
+    # ends, then 0.8 pass, 1.15 fail, 0.975 fail, 0.8875 pass, 0.93125 pass, 0.953125 pass, 0.9640625 pass
+    assert [p.x for p in search.probes] == pytest.approx([0.1, 1.5, 0.8, 1.15, 0.975, 0.8875, 0.93125, 0.953125, 0.9640625])
+    assert search.done and search.capacity == pytest.approx(0.9640625) and search.high == pytest.approx(0.975)
+    assert search.note == ""
+    below = bisect(0.05)
+    assert math.isnan(below.capacity) and "low end" in below.note and len(below.probes) == 2
+    above = bisect(2.0)
+    assert above.capacity == 1.5 and "high end" in above.note
+
+
+def test_probe_criteria():
+    stable = CapacityConfig(criterion="stable")
+    assert probe_passes([{"stability": "stable", "slo_attainment": 0.1}] * 2, stable)
+    assert not probe_passes([{"stability": "stable"}, {"stability": "inconclusive"}], stable)
+    slo = CapacityConfig(criterion="slo", slo_attainment=0.9)
+    assert probe_passes([{"slo_attainment": 0.8}, {"slo_attainment": 1.0}], slo)  # mean 0.9
+    assert not probe_passes([{"slo_attainment": 0.85}, {"slo_attainment": 0.94}], slo)
+
+
+def test_capacity_search_end_to_end(tmp_path):
+    out = tmp_path / "cap"
+    argv = TINY[:3] + ["--loads", "0.9", "--seeds", "2", "--num-requests", "30", "--capacity", "slo"]
+    argv += ["--capacity-requests", "60", "--set", "capacity.tolerance=0.3", "--jobs", "1", "--no-tensorboard", "--out", str(out)]
+    assert main(argv) == 0
+    searches = json.loads((out / "capacity.json").read_text())
+    assert [s["policy"] for s in searches] == ["fcfs", "sjf"]
+    for s in searches:
+        assert s["done"] and s["probes"]
+        assert s["capacity"] is None or 0.1 <= s["capacity"] <= 1.5
+        passing = [p["x"] for p in s["probes"] if p["passed"]]
+        if s["capacity"] is not None:
+            assert s["capacity"] == max(passing)
+    assert "capacity: highest load" in (out / "summary.md").read_text()
+    assert (out / "plots" / "capacity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- policies, workloads, interrupts ----------------------------------------------------------------------
+
+
+def test_trained_model_hook(tmp_path, monkeypatch):
+    agents = types.ModuleType("train.agents")
+    agents.load_policy = lambda path: FCFS()  # stands in for an SB3 agent
+    monkeypatch.setitem(sys.modules, "train.agents", agents)
+    model = tmp_path / "my_agent.zip"
+    model.write_bytes(b"PK")
+    out = tmp_path / "out"
+    argv = ["--policies", "fcfs", str(model), "--loads", "0.8", "--seeds", "1", "--num-requests", "30"]
+    assert main(argv + ["--jobs", "1", "--no-plots", "--no-tensorboard", "--out", str(out)]) == 0
+    by_policy = {r["policy"]: r for r in load_records(out)}
+    assert by_policy["my_agent"]["policy_kind"] == "model"
+    assert by_policy["my_agent"]["e2e_mean_s"] == by_policy["fcfs"]["e2e_mean_s"]
+
+
+def test_model_without_training_package(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "train.agents", None)  # import fails
+    model = tmp_path / "agent.zip"
+    model.write_bytes(b"PK")
+    assert main(["--policies", str(model), "--out", str(tmp_path / "o")]) == 2
+    assert "train.agents.load_policy" in capsys.readouterr().err
+
+
+def test_rates_and_trace_workload(tmp_path):
+    out = tmp_path / "out"
+    trace = str(FIXTURES / "azure_small.csv")
+    argv = ["--policies", "fcfs", "--workloads", trace, "--rates", "2.0", "--seeds", "1", "--num-requests", "30"]
+    assert main(argv + ["--jobs", "1", "--no-plots", "--no-tensorboard", "--out", str(out)]) == 0
+    (rec,) = load_records(out)
+    assert rec["workload"] == "azure_small" and rec["rate"] == 2.0 and rec["load"] is None
+    assert rec["arrival_rate_per_s"] == 2.0 and rec["arrived"] == 30
+
+
+def test_interrupt_keeps_finished_runs(tmp_path, monkeypatch, capsys):
+    import eval.runner
+
+    real = eval.runner.execute
+    calls = []
+
+    def flaky(run):
+        calls.append(run)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(run)
+
+    monkeypatch.setattr(eval.runner, "execute", flaky)
+    out = tmp_path / "out"
+    assert main(TINY + ["--jobs", "1", "--no-tensorboard", "--out", str(out)]) == 130
+    assert len(load_records(out)) == 2
+    assert "interrupted: 2 of 8 runs finished" in capsys.readouterr().err
+    assert "| fcfs |" in (out / "summary.md").read_text()
+
+
+def test_rerun_replaces_outputs_and_refuses_foreign_folders(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--policies", "fcfs", "--loads", "0.5", "--seeds", "1", "--num-requests", "20", "--jobs", "1", "--no-tensorboard"]
+    assert main(argv + ["--out", str(out)]) == 0
+    assert main(argv + ["--no-plots", "--out", str(out)]) == 0
+    assert not (out / "plots").exists()  # the earlier run's plots are gone
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert main(argv + ["--out", str(foreign)]) == 2
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_all_baselines_expands_to_the_registry():
+    from eval.policies import expand
+
+    assert [e.label for e in expand(("all-baselines",))] == baselines.available()
+    assert [e.label for e in expand(("fcfs", "all-baselines", "trail:C=0.5"))][-1] == "trail:C=0.5"
+
+
+# -- configs and bad input -------------------------------------------------------------------------------
+
+
+def test_default_yaml_is_the_builtin_default():
+    assert load_eval_config(REPO / "configs" / "eval" / "default.yaml") == EvalConfig()
+    for path in (REPO / "configs" / "eval").glob("*.yaml"):
+        load_eval_config(path)  # every example is valid
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--policies", "nosuch"], ["unknown policy 'nosuch'", "fcfs", "trail"]),
+        (["--policies", "missing/agent.zip"], ["missing/agent.zip", "does not exist"]),
+        (["--workloads", "/no/such/trace.csv"], ["trace file", "does not exist"]),
+        (["--workloads", "nosuch"], ["workloads[0]='nosuch'", "sharegpt"]),
+        (["--loads", "0.5", "-2"], ["loads[1]=-2.0"]),
+        (["--set", "sim.engine.batching=fast"], ["sim.engine.batching='fast'", "sarathi"]),
+        (["--set", "loadz=[1]"], ["unknown key(s) 'loadz'"]),
+        (["--reference", "srpt", "--policies", "fcfs"], ["reference='srpt'"]),
+        (["--hardware", "tpu"], ["hardware[0]='tpu'", "llama2-7b/a100"]),
+        (["--capacity-requests", "100"], ["--capacity"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, words, tmp_path, capsys):
+    assert main(argv + ["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmsched-eval: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("loads: [0.5\n", ["not valid YAML"]),
+        ("loadz: [0.5]\n", ["unknown key(s) 'loadz'", "loads"]),
+        ("seeds: -1\n", ["seeds=-1"]),
+        ("sim: {workload: {num_requests: 0}}\n", ["num_requests=0"]),
+        ("sim: {load: 0.5}\n", ["sim.load is set by the grid"]),
+        ("loads: [0.5]\nrates: [2.0]\n", ["exactly one of them"]),
+        ("capacity: {criterion: best}\n", ["capacity.criterion='best'"]),
+        ("workloads: [{lengths: lognormal}]\n", ["workloads[0].name"]),
+    ],
+)
+def test_bad_yaml_is_one_line_and_exit_2(text, words, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["--config", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and str(path) in err
+    for word in words:
+        assert word in err
+
+
+def test_unreadable_trace_is_a_clear_error(tmp_path, capsys):
+    trace = tmp_path / "broken.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,ten,5\n")
+    assert main(["--workloads", str(trace), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.csv" in err and "line 2" in err
+
+
+def test_list(capsys):
+    assert main(["--list"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in baselines.available()) and "vllm" in text and "sharegpt" in text
+
+
+@pytest.mark.slow
+def test_the_real_default_runs(tmp_path, monkeypatch):
+    """``llmsched-eval`` with no arguments (about a minute on two cores)."""
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    records = load_records(tmp_path / "eval_out" / "default")
+    assert len(records) == len(baselines.available()) * 3 * 3
+    assert (tmp_path / "eval_out" / "default" / "plots" / "sharegpt-latency_vs_load.png").is_file()
