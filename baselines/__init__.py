@@ -8,6 +8,10 @@ One module per policy, each saying what the policy is and where it comes from:
 * ``sprpt`` — shortest predicted remaining processing time, preemptive (Mitzenmacher & Shahout 2025).
 * ``trail`` — SPRPT on refined predictions with limited preemption (Shahout et al., ICLR 2025).
 * ``mlfq``  — FastServe's skip-join multi-level feedback queue (Wu et al. 2023).
+* ``vllm-recompute``, ``swap-first``, ``cost-aware`` — FCFS with a choice of preemption mode
+  (:mod:`baselines.preemption`).
+
+:class:`~baselines.agent.PolicyAgent` drives the Gymnasium environment with any of them.
 
 Every policy implements the engine's interface (:mod:`llmsched_env.sim.policy`), so the same object
 drives :func:`llmsched_env.sim.simulate` directly or acts as an agent in the environments.
@@ -16,7 +20,7 @@ settings plus a policy).
 
 >>> import baselines
 >>> baselines.available()
-['fcfs', 'mlfq', 'sjf', 'sprpt', 'srpt', 'trail']
+['cost-aware', 'fcfs', 'mlfq', 'sjf', 'sprpt', 'srpt', 'swap-first', 'trail', 'vllm-recompute']
 >>> baselines.parse("trail:C=0.5").name
 'trail:C=0.5'
 """
@@ -27,15 +31,19 @@ from typing import Any
 
 from llmsched_env.sim.validation import ConfigError, check_known_keys
 
+from .agent import PolicyAgent
 from .base import Baseline
 from .fcfs import FCFS
 from .mlfq import MLFQ
+from .preemption import CostAware, SwapFirst, VLLMRecompute
 from .sjf import SJF
 from .sprpt import SPRPT
 from .srpt import SRPT
 from .trail import Trail
 
-_POLICIES: dict[str, type[Baseline]] = {cls.key: cls for cls in (FCFS, MLFQ, SJF, SPRPT, SRPT, Trail)}
+_POLICIES: dict[str, type[Baseline]] = {
+    cls.key: cls for cls in (FCFS, MLFQ, SJF, SPRPT, SRPT, Trail, VLLMRecompute, SwapFirst, CostAware)
+}
 
 
 def available() -> list[str]:
@@ -94,4 +102,21 @@ def describe(name: str) -> str:
 
 from . import systems  # noqa: E402  (uses parse, defined above)
 
-__all__ = ["FCFS", "MLFQ", "SJF", "SPRPT", "SRPT", "Trail", "Baseline", "available", "describe", "make", "parse", "systems"]
+__all__ = [
+    "FCFS",
+    "MLFQ",
+    "SJF",
+    "SPRPT",
+    "SRPT",
+    "Baseline",
+    "CostAware",
+    "PolicyAgent",
+    "SwapFirst",
+    "Trail",
+    "VLLMRecompute",
+    "available",
+    "describe",
+    "make",
+    "parse",
+    "systems",
+]

@@ -1,0 +1,80 @@
+"""A heuristic policy as an agent of ``llmsched/Serve-v0``: the same object, through the env.
+
+:class:`PolicyAgent` turns a policy's priorities for the requests in the env's slots into the
+env's action:
+
+* ``rank`` mode: each visible request's score is minus its rank in the policy's order (ties by
+  arrival, then id, as in the engine), scaled into [-1, 1]; with ``preemption_control`` the mode
+  columns carry the policy's ``preemption_mode`` when it has one (else the env's default
+  ``recompute`` preference) and nobody is evicted by hand.
+* ``admit`` mode: admit the waiting request the policy ranks first, else advance. The agent
+  admits every waiting request at each epoch, and admitted requests are then served in
+  admission order, so a request arriving later can no longer overtake them: this matches the
+  engine run for FCFS only (for other orders it is the policy's order at each epoch).
+
+With every request visible (``num_slots`` at least the number in the system) an env episode driven
+by ``PolicyAgent(policy)`` gives the same per-request results as ``simulate(config, policy,
+seed)`` (tests/test_baselines_agent.py). The agent reads the requests themselves (``env.unwrapped.
+slots``), which is how a heuristic sees them in the engine; learned agents see only observations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llmsched_env.sim.request import PreemptionMode, Request
+
+
+class PolicyAgent:
+    """Acts in a Serve-v0 env with a heuristic policy.
+
+    Call :meth:`bind` once after ``gym.make`` (so the policy's wake-ups reach the engine from the
+    next ``reset``), then ``action = agent.act(env)`` at every step.
+    """
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.name = getattr(policy, "name", type(policy).__name__)
+
+    def bind(self, env: Any) -> "PolicyAgent":
+        wakeup = getattr(self.policy, "wakeup", None)
+        if wakeup is not None:
+            env.unwrapped.set_wakeup(wakeup)
+        return self
+
+    def act(self, env: Any):
+        unwrapped = env.unwrapped
+        slots: list[Request] = unwrapped.slots
+        engine = unwrapped.engine
+        if unwrapped.action_mode == "admit":
+            return self._admit(unwrapped, slots, engine)
+        K = unwrapped.num_slots
+        scores = np.zeros(K, dtype=np.float32)
+        n = len(slots)
+        if n:
+            priorities = self.policy.priorities(slots, engine.now)
+            order = sorted(range(n), key=lambda i: (float(priorities[i]), slots[i].arrival, slots[i].id))
+            ranks = np.empty(n)
+            ranks[order] = np.arange(n)
+            scores[:n] = 1.0 - 2.0 * ranks / max(n, 1)  # first in order -> 1, strictly decreasing
+        if not unwrapped.preemption_control:
+            return scores
+        action = np.zeros((K, 5), dtype=np.float32)
+        action[:, 0] = scores
+        action[:, 1] = -1.0  # never evict by hand: preemptions come from the order, as in the engine
+        choose = getattr(self.policy, "preemption_mode", None)
+        default = PreemptionMode.parse(unwrapped.config.engine.preemption_mode)
+        for i, r in enumerate(slots):
+            mode = choose(r, engine) if choose is not None else None
+            action[i, 2 + int(default if mode is None else mode)] = 1.0
+        return action
+
+    def _admit(self, unwrapped: Any, slots: list[Request], engine: Any) -> int:
+        held = [i for i, r in enumerate(slots) if r.held]
+        if not held:
+            return unwrapped.num_slots  # advance
+        priorities = self.policy.priorities([slots[i] for i in held], engine.now)
+        best = min(range(len(held)), key=lambda j: (float(priorities[j]), slots[held[j]].arrival, slots[held[j]].id))
+        return held[best]
