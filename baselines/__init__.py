@@ -100,7 +100,7 @@ def describe(name: str) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else name
 
 
-from . import systems  # noqa: E402  (uses parse, defined above)
+from . import network, systems  # noqa: E402  (they use parse, defined above)
 
 __all__ = [
     "FCFS",
@@ -117,6 +117,7 @@ __all__ = [
     "available",
     "describe",
     "make",
+    "network",
     "parse",
     "systems",
 ]

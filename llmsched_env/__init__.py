@@ -17,5 +17,8 @@ __version__ = "0.1.0"
 
 # max_episode_steps is a safety net: episodes end when their requests have all left the system.
 gym.register(id="llmsched/Serve-v0", entry_point="llmsched_env.envs.serve:ServeEnv", max_episode_steps=100_000)
+gym.register(
+    id="llmsched/AgentNetwork-v0", entry_point="llmsched_env.envs.network:AgentNetworkEnv", max_episode_steps=100_000
+)
 
 __all__ = ["ConfigError", "SimConfig", "__version__", "sim", "simulate"]

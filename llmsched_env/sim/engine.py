@@ -313,6 +313,12 @@ class Engine:
         self._unscored.extend(requests)
         self.epoch_pending = True
 
+    def admit_arrivals(self) -> None:
+        """Move every request that has arrived by ``now`` into the system (a decision epoch if
+        any did). The engine does this itself after every stretch; a driver that submits a
+        request arriving at or before ``now`` calls it so the request joins the next batch."""
+        self._admit_arrivals()
+
     def _admit_arrivals(self) -> None:
         """Move every request that has arrived by ``now`` into the system."""
         now = self.now
