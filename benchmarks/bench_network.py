@@ -39,7 +39,6 @@ import numpy as np
 
 from baselines.network import parse
 from llmsched_env.sim.network import NetworkResult, simulate_network
-from llmsched_env.sim.request import RequestState
 from llmsched_env.sim.network_presets import (
     CODING_RATES,
     TRACELAB_OUTPUT_MEAN,
@@ -50,6 +49,7 @@ from llmsched_env.sim.network_presets import (
     TRACELAB_TOOL_SIGMA,
     network_preset,
 )
+from llmsched_env.sim.request import RequestState
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 POLICIES = ("lbfs", "fbfs", "fcfs", "max-pressure")

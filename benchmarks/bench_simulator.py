@@ -20,7 +20,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 
 CHILD = r"""
 import json, resource, sys, time

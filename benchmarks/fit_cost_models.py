@@ -283,7 +283,7 @@ def main() -> None:
     stored = ref["per_layer_attention_fits_ms"]
     for kind in ("decode", "prefill"):
         print(f"   {kind:7s} " + ", ".join(f"{k}={v:.4g}" for k, v in attn[kind].items()) + f"   ({errors[kind]})")
-        print(f"   stored  " + ", ".join(f"{k}={stored[kind][k]}" for k in attn[kind]) + f"   ({stored[kind]['fit']})")
+        print("   stored  " + ", ".join(f"{k}={stored[kind][k]}" for k in attn[kind]) + f"   ({stored[kind]['fit']})")
     fa = Fit(t_a100)
     fa.report("A100 (this method)")
     print(f"   DESIGN fit B:        a={design['a']} b={design['b']} c={design['c']} d={design['d']} e={design['e']}")

@@ -14,7 +14,7 @@ import sys
 import time
 
 from .sim import SimConfig, available_hardware, available_length_presets, load_config, simulate
-from .sim.engine import BATCHING_RULES
+from .sim.engine_config import BATCHING_RULES
 from .sim.validation import ConfigError
 
 

@@ -15,7 +15,7 @@ import llmsched_env  # noqa: F401
 from baselines import PolicyAgent
 from baselines.preemption import recompute_seconds, swap_seconds
 from llmsched_env.envs.serve import ServeEnv
-from llmsched_env.sim import EngineConfig, LinearCostModel, RequestBatch, SimConfig, WorkloadConfig, simulate
+from llmsched_env.sim import EngineConfig, LinearCostModel, RequestBatch, simulate
 from llmsched_env.sim.engine import Engine
 from llmsched_env.sim.request import PreemptionMode, RecordBuffer, RequestState
 

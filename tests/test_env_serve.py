@@ -13,7 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import llmsched_env  # noqa: F401  (registers the environments)
 from llmsched_env.envs.serve import GLOBAL_FEATURES, ServeEnv
-from llmsched_env.sim import FCFS, ConfigError, SimConfig, WorkloadConfig, simulate
+from llmsched_env.sim import FCFS, ConfigError, simulate
 from llmsched_env.sim.observe import NUM_REQUEST_FEATURES
 from llmsched_env.sim.request import RequestState
 

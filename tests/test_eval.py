@@ -18,8 +18,8 @@ from eval import EvalConfig, load_eval_config
 from eval.aggregate import Cell, Metric, mean_ci, paired_ratio, t_quantile, winner
 from eval.capacity import CapacitySearch, Probe, next_probes, probe_passes, record_probe
 from eval.cli import main
-from eval.config import CapacityConfig, DEFAULT_SIM
-from llmsched_env.sim import FCFS, SimConfig, WorkloadConfig, simulate
+from eval.config import DEFAULT_SIM, CapacityConfig
+from llmsched_env.sim import FCFS, WorkloadConfig, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

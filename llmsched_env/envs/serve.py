@@ -15,7 +15,7 @@ from ..sim.api import build_engine, resolve_hardware
 from ..sim.config import dataclass_from_dict
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, summarize
-from ..sim.observe import NUM_REQUEST_FEATURES, REQUEST_FEATURES, request_features
+from ..sim.observe import NUM_REQUEST_FEATURES, request_features
 from ..sim.request import PreemptionMode, RecordBuffer, Request, RequestState
 from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
 from .render import render_ansi, render_rgb

@@ -14,14 +14,14 @@ from .api import SimResult, build_engine, resolve_hardware, simulate
 from .capacity import sustainable_rate
 from .config import SimConfig, load_config
 from .cost import CostModel, LinearCostModel, StaircaseCostModel, available_hardware, get_hardware
-from .engine import BATCHING_RULES, Engine, EngineConfig
+from .engine import Engine
+from .engine_config import BATCHING_RULES, EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize
 from .policy import FCFS, Policy
 from .predictors import PredictorConfig, make_predictor
 from .request import PreemptionMode, Request, RequestBatch, RequestState
 from .validation import ConfigError
 from .workload import WorkloadConfig, available_length_presets, generate
-
 
 
 def _compiled(module) -> bool:

@@ -20,7 +20,8 @@ import numpy as np
 from .capacity import sustainable_rate
 from .config import SimConfig
 from .cost import CostModel, get_hardware
-from .engine import Engine, EngineConfig, EngineStats
+from .engine import Engine, EngineStats
+from .engine_config import EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize
 from .policy import FCFS, Policy
 from .predictors import make_predictor

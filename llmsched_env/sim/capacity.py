@@ -23,7 +23,8 @@ from functools import lru_cache
 import numpy as np
 
 from .cost import CostModel
-from .engine import Engine, EngineConfig
+from .engine import Engine
+from .engine_config import EngineConfig
 from .request import Request, RequestBatch, RequestState
 from .validation import ConfigError
 from .workload import WorkloadConfig, sample_lengths

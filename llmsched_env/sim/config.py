@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .engine import EngineConfig
+from .engine_config import EngineConfig
 from .predictors import PredictorConfig
 from .validation import ConfigError, check_known_keys, check_nonnegative, check_positive
 from .workload import WorkloadConfig

@@ -67,11 +67,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .cost import CostModel
+from .engine_config import EngineConfig
 from .policy import FCFS, Policy
 from .request import PreemptionMode, Request, RequestBatch, RequestState
-from .validation import ConfigError, check_choice, check_fraction, check_nonnegative, check_number, check_positive
-
-BATCHING_RULES = ("sarathi", "orca", "vllm", "static")
+from .validation import ConfigError
 
 WAITING = RequestState.WAITING
 RUNNING = RequestState.RUNNING
@@ -80,55 +79,6 @@ SWAPPED = RequestState.SWAPPED
 FINISHED = RequestState.FINISHED
 REJECTED = RequestState.REJECTED
 _NO_LIMIT = 1 << 62
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """One inference engine (one GPU or one tensor-parallel group).
-
-    Attributes:
-        hardware: model/GPU preset giving the cost model and the KV capacity (see ``cost.py``).
-        batching: batching rule, one of ``sarathi``, ``orca``, ``vllm``, ``static``.
-        max_num_seqs: batch slots (vLLM's ``max_num_seqs``).
-        max_num_batched_tokens: token budget per iteration (decode = 1, prefill chunk = its length).
-        block_size: tokens per KV block.
-        num_gpu_blocks: KV capacity in blocks; ``None`` derives it from the hardware preset and
-            ``gpu_memory_utilization``.
-        gpu_memory_utilization: fraction of GPU memory the engine may use (vLLM's default 0.9).
-        watermark: fraction of KV blocks an admission must leave free (vLLM: 0.01).
-        preemption_mode: default mode, ``recompute`` (vLLM's default), ``swap`` or ``restart``.
-        swap_space_gib: CPU swap space for ``swap`` preemption, GiB (vLLM's default 4).
-        fast_forward: jump over stretches of identical decode-only iterations (False: step one
-            iteration at a time; same results, used as the reference in tests).
-    """
-
-    hardware: str = "llama2-7b/a100"
-    batching: str = "sarathi"
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int = 2048
-    block_size: int = 16
-    num_gpu_blocks: int | None = None
-    gpu_memory_utilization: float = 0.9
-    watermark: float = 0.01
-    preemption_mode: str = "recompute"
-    swap_space_gib: float = 4.0
-    fast_forward: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.hardware, str) or not self.hardware:
-            raise ConfigError(f"hardware={self.hardware!r} is invalid: expected a preset name such as 'llama2-7b/a100'")
-        check_choice("batching", self.batching, BATCHING_RULES)
-        check_positive("max_num_seqs", self.max_num_seqs, integer=True)
-        check_positive("max_num_batched_tokens", self.max_num_batched_tokens, integer=True)
-        check_positive("block_size", self.block_size, integer=True)
-        if self.num_gpu_blocks is not None:
-            check_positive("num_gpu_blocks", self.num_gpu_blocks, integer=True)
-        check_fraction("gpu_memory_utilization", self.gpu_memory_utilization, low_open=True)
-        check_number("watermark", self.watermark, low=0, high=1, high_open=True)
-        check_choice("preemption_mode", self.preemption_mode, ("recompute", "swap", "restart"))
-        check_nonnegative("swap_space_gib", self.swap_space_gib)
-        if not isinstance(self.fast_forward, bool):
-            raise ConfigError(f"fast_forward={self.fast_forward!r} is invalid: expected true or false")
 
 
 @dataclass

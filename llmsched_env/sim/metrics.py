@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -277,9 +278,9 @@ class LogHistogram:
     are clamped to the exact minimum and maximum seen.
     """
 
-    LOW = 1e-7
-    HIGH = 1e7
-    RATIO = 1.02
+    LOW: ClassVar[float] = 1e-7
+    HIGH: ClassVar[float] = 1e7
+    RATIO: ClassVar[float] = 1.02
 
     def __init__(self) -> None:
         self._log_ratio = math.log(self.RATIO)

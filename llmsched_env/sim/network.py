@@ -43,7 +43,8 @@ import numpy as np
 from .api import resolve_hardware
 from .config import dataclass_from_dict
 from .cost import CostModel, LinearCostModel, StaircaseCostModel
-from .engine import Engine, EngineConfig
+from .engine import Engine
+from .engine_config import EngineConfig
 from .metrics import SLO, TimeSeries, summarize
 from .network_metrics import JobRecordBuffer, job_summary
 from .policy import FCFS, Policy

@@ -40,7 +40,7 @@ import math
 from typing import Callable
 
 from .cost import LinearCostModel
-from .engine import EngineConfig
+from .engine_config import EngineConfig
 from .network import CallConfig, DelayConfig, EngineSpec, NetworkConfig, WorkflowClass
 from .validation import check_choice
 
