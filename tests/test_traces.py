@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -271,13 +270,6 @@ def test_real_traces_match_their_readme(name, fmt, rows, prompt_mean, output_mea
     else:
         assert t.arrival_time[0] == 0 and t.arrival_time[-1] == pytest.approx(span, abs=0.05)
         assert np.all(np.diff(t.arrival_time) >= 0)
-
-
-def test_azure_conv_reads_fast():
-    path = traces_dir() / "azure_llm_2023_conv.csv.gz"
-    start = time.perf_counter()
-    read_azure(path)
-    assert time.perf_counter() - start < 0.5  # about 0.04 s on the development machine
 
 
 def test_vidur_splitwise_matches_azure_original():

@@ -1,0 +1,215 @@
+"""Agents acting in ``llmsched/Serve-v0``: heuristics as env agents, trained models as policies.
+
+* :func:`policy_action` turns an engine-side scheduling policy (``baselines``: a priority per
+  request, lower served first) into the env's action, so a heuristic can act through the env
+  (behaviour cloning, and tests that the env path matches the engine path).
+* :func:`run_episode` plays one episode with a trained SB3 model acting deterministically.
+* :func:`evaluate` and :func:`baseline_figures` give the figures the training logs as ``eval/*``:
+  the agent through its env, and heuristics directly on the engine (``simulate``), both on the
+  same workloads (common random numbers: ``reset(options={"sim_seed": n})`` serves exactly the
+  requests of ``simulate(config, seed=n)``).
+* :func:`load_policy` loads a saved model for ``llmsched-eval``: the returned
+  :class:`TrainedAgent` has ``name`` and ``simulate(config, seed) -> SimResult``, which runs the env
+  built by ``ServeEnv.from_config(config, **the env options the model was trained with)``.
+
+A saved model carries what it was trained on in the attribute ``llmsched_info`` (saved inside the
+SB3 ``.zip`` with the model, see :func:`attach_info`): the algorithm, the env id and kwargs, and the
+agent's env options (``AGENT_OPTIONS``: slots, action mode, reward, decision interval).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+import llmsched_env  # noqa: F401  (registers the environments)
+from llmsched_env.envs.serve import ServeEnv
+from llmsched_env.sim import SimConfig, simulate
+from llmsched_env.sim.api import SimResult
+from llmsched_env.sim.policy import Policy
+from llmsched_env.sim.validation import ConfigError
+
+from .config import ALGOS, algo_class
+
+INFO_KEY = "llmsched_info"  # model attribute (saved in the zip) describing its training env
+AGENT_OPTIONS = ("num_slots", "action_mode", "reward", "decision_interval")  # how the agent acts, kept with it
+METRICS = {  # eval/<name> -> summary key
+    "e2e_mean": "e2e_mean_s",
+    "e2e_p99": "e2e_p99_s",
+    "ttft_mean": "ttft_mean_s",
+    "throughput": "output_tokens_per_s",
+}
+
+
+# -- heuristics as env agents ---------------------------------------------------------------------
+
+
+def policy_action(policy: Policy, env: gym.Env) -> np.ndarray | int:
+    """The env action that makes the engine follow ``policy`` on the requests now in the slots.
+
+    ``rank`` mode: the slots' priorities, negated and spread evenly over [-1, 1] by rank (the
+    request the policy serves first gets 1; ties by arrival, then id, as in the engine); empty
+    slots get 0. ``admit`` mode: the held (not yet admitted) request the policy ranks first, else
+    *advance*. The env has synced the engine when it observed, so the requests' counters are
+    current.
+    """
+    u: Any = env.unwrapped
+    slots = u.slots
+    n = len(slots)
+    if u.action_mode == "rank":
+        scores = np.zeros(u.num_slots, dtype=np.float32)
+        if n:
+            order = _service_order(policy, slots, u.engine.now)
+            scores[order] = np.linspace(1.0, -1.0, n) if n > 1 else 1.0
+        return scores
+    held = [i for i, r in enumerate(slots) if r.held]
+    if not held:
+        return u.num_slots
+    first = _service_order(policy, [slots[i] for i in held], u.engine.now)[0]
+    return held[int(first)]
+
+
+def _service_order(policy: Policy, requests: Sequence, now: float) -> np.ndarray:
+    """Indices of ``requests`` in the order the engine would serve them under ``policy``."""
+    priorities = np.asarray(policy.priorities(requests, now), dtype=np.float64)
+    arrivals = np.fromiter((r.arrival for r in requests), float, len(requests))
+    ids = np.fromiter((r.id for r in requests), float, len(requests))
+    return np.lexsort((ids, arrivals, priorities))
+
+
+# -- model metadata -------------------------------------------------------------------------------
+
+
+def agent_options(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The env options that define how an agent acts (``AGENT_OPTIONS``), defaults filled in."""
+    defaults = ServeEnv.__init__.__kwdefaults__
+    return {key: env_kwargs.get(key, defaults[key]) for key in AGENT_OPTIONS}
+
+
+def attach_info(model: Any, algo: str, env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on."""
+    setattr(
+        model,
+        INFO_KEY,
+        {"algo": algo, "env_id": env_id, "env_kwargs": dict(env_kwargs), "agent_options": agent_options(env_kwargs)},
+    )
+
+
+def read_info(path: str | Path) -> dict[str, Any]:
+    """The ``llmsched_info`` of a saved model, read from the zip without loading the model."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise ConfigError(f"model {str(path)!r} is not a stable-baselines3 model zip ({err})") from None
+    info = data.get(INFO_KEY)
+    if not isinstance(info, dict) or info.get("algo") not in ALGOS:
+        raise ConfigError(f"model {str(path)!r} was not saved by llmsched-train (no {INFO_KEY} with a known algo)")
+    return info
+
+
+def load_model(path: str | Path, device: str = "cpu", env: Any = None) -> Any:
+    """Load a model saved by ``llmsched-train`` with the right SB3 class."""
+    info = read_info(path)
+    return algo_class(info["algo"]).load(str(path), env=env, device=device)
+
+
+# -- running a trained model ----------------------------------------------------------------------
+
+
+def act(model: Any, env: gym.Env, observation: dict[str, np.ndarray]) -> np.ndarray | int:
+    """The model's deterministic action (with the action mask in ``admit`` mode)."""
+    u: Any = env.unwrapped
+    if u.action_mode == "admit":
+        action, _ = model.predict(observation, deterministic=True, action_masks=u.action_masks())
+        return int(action)
+    action, _ = model.predict(observation, deterministic=True)
+    return action
+
+
+def run_episode(model: Any, env: gym.Env, sim_seed: int) -> dict[str, Any]:
+    """Play the workload of ``sim_seed`` to the end with ``model``; returns the final ``info``."""
+    observation, info = env.reset(options={"sim_seed": sim_seed})
+    done = False
+    while not done:
+        observation, _, terminated, truncated, info = env.step(act(model, env, observation))
+        done = terminated or truncated
+    return info
+
+
+def evaluate(model: Any, env: gym.Env, seeds: Sequence[int]) -> dict[str, float]:
+    """Mean over the workloads of ``seeds`` of each ``METRICS`` figure, the agent acting."""
+    summaries = [run_episode(model, env, seed)["summary"] for seed in seeds]
+    return _mean_metrics(summaries)
+
+
+def baseline_figures(config: SimConfig, names: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[str, float]]:
+    """For each baseline spec, the mean ``METRICS`` over ``seeds`` of ``simulate(config, ...)``."""
+    import baselines
+
+    return {
+        name: _mean_metrics([simulate(config, baselines.parse(name), seed=seed).summary for seed in seeds])
+        for name in names
+    }
+
+
+def _mean_metrics(summaries: list[dict[str, Any]]) -> dict[str, float]:
+    return {name: float(np.mean([s[key] for s in summaries])) for name, key in METRICS.items()}
+
+
+@dataclass
+class TrainedAgent:
+    """A trained model as an ``llmsched-eval`` policy: it runs its own env over any SimConfig."""
+
+    name: str
+    model: Any
+    options: dict[str, Any]  # the env options it was trained with (AGENT_OPTIONS)
+
+    def simulate(self, config: SimConfig, seed: int) -> SimResult:
+        """Run ``config``'s workload of ``seed`` with the model acting deterministically.
+
+        Gives what :func:`llmsched_env.sim.simulate` gives for a heuristic: the per-request records
+        and the summary (with the same extra keys).
+        """
+        env = ServeEnv.from_config(config, **self.options)
+        info = run_episode(self.model, env, seed)
+        summary = dict(info["summary"])
+        engine = env.engine
+        assert engine is not None
+        summary["arrival_rate_per_s"] = math.nan if env.rate is None else float(env.rate)
+        summary["capacity_per_s"] = math.nan if env.capacity is None else float(env.capacity)
+        summary["iterations"] = engine.stats.iterations
+        summary["events"] = engine.stats.stretches
+        summary["swap_fallbacks"] = engine.stats.swap_fallbacks
+        return SimResult(
+            config=env.config,
+            policy=self.name,
+            seed=int(seed),
+            rate=env.rate,
+            capacity=env.capacity,
+            summary=summary,
+            records=env.records.to_arrays(),
+            stats=engine.stats,
+            series=env.series,
+        )
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> TrainedAgent:
+    """A model saved by ``llmsched-train`` as a policy for ``llmsched-eval`` (named after its file).
+
+    Sets torch to one thread: the networks are small, and evaluations run one process per core.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    path = Path(path)
+    info = read_info(path)
+    model = load_model(path, device=device)
+    return TrainedAgent(name=path.name.removesuffix(".zip"), model=model, options=dict(info["agent_options"]))

@@ -1,0 +1,84 @@
+"""Training callbacks: the agent against the baselines on a fixed validation workload.
+
+Every ``eval_freq`` env steps (and once at the start, so a behaviour-cloned start shows), the agent
+plays the validation workloads (fixed sim seeds) deterministically and TensorBoard gets:
+
+* ``eval/e2e_mean``, ``eval/e2e_p99``, ``eval/ttft_mean`` (seconds) and ``eval/throughput``
+  (output tokens/s), each a mean over the validation workloads;
+* ``eval/baseline_<name>_<metric>`` for every reference baseline: the same figures on the same
+  workloads, computed once (the heuristics are deterministic) and logged at every evaluation, so
+  they draw as constant lines the agent's curve can cross;
+* ``eval/best_e2e_mean``; the model with the lowest ``eval/e2e_mean`` so far is saved.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+from stable_baselines3.common.callbacks import BaseCallback
+
+from .agents import baseline_figures, evaluate
+
+
+def tag_name(spec: str) -> str:
+    """A baseline spec as a TensorBoard tag part: ``trail:C=0.5`` -> ``trail_C_0.5``."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", spec).strip("_")
+
+
+class ServeEvalCallback(BaseCallback):
+    """Evaluate on the validation workloads, log ``eval/*`` beside the baselines, keep the best model."""
+
+    def __init__(
+        self,
+        env_id: str,
+        env_kwargs: dict[str, Any],
+        sim_seeds: Sequence[int],
+        eval_freq: int,
+        baselines: Sequence[str],
+        best_model_path: str | Path,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs)
+        self.sim_seeds = list(sim_seeds)
+        self.eval_freq = eval_freq
+        self.baselines = list(baselines)
+        self.best_model_path = Path(best_model_path)
+        self.best_e2e_mean = float("inf")
+        self.last_figures: dict[str, float] = {}
+        self.baseline_results: dict[str, dict[str, float]] = {}
+        self._last_eval = 0
+
+    def _on_training_start(self) -> None:
+        self.eval_env = gym.make(self.env_id, **self.env_kwargs)
+        config = self.eval_env.unwrapped.config  # type: ignore[attr-defined]
+        self.baseline_results = baseline_figures(config, self.baselines, self.sim_seeds)
+        self.evaluate_now()
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.num_timesteps - self._last_eval >= self.eval_freq:
+            self.evaluate_now()
+        return True
+
+    def evaluate_now(self) -> None:
+        self._last_eval = self.num_timesteps
+        figures = evaluate(self.model, self.eval_env, self.sim_seeds)
+        self.last_figures = figures
+        for metric, value in figures.items():
+            self.logger.record(f"eval/{metric}", value)
+        for name, results in self.baseline_results.items():
+            for metric, value in results.items():
+                self.logger.record(f"eval/baseline_{tag_name(name)}_{metric}", value)
+        if figures["e2e_mean"] < self.best_e2e_mean:
+            self.best_e2e_mean = figures["e2e_mean"]
+            self.model.save(self.best_model_path)
+        self.logger.record("eval/best_e2e_mean", self.best_e2e_mean)
+        self.logger.dump(self.num_timesteps)
+        if self.verbose:
+            reference = ", ".join(f"{n} {r['e2e_mean']:.3f}" for n, r in self.baseline_results.items())
+            print(f"eval @ {self.num_timesteps:,} steps: e2e mean {figures['e2e_mean']:.3f} s (best "
+                  f"{self.best_e2e_mean:.3f}; {reference}), p99 {figures['e2e_p99']:.2f} s")

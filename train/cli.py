@@ -1,0 +1,307 @@
+"""``llmsched-train`` / ``python -m train``: train a scheduling agent for ``llmsched/Serve-v0``.
+
+    llmsched-train                                   # the built-in default (configs/train/default.yaml)
+    llmsched-train -c configs/train/serve_admit.yaml # MaskablePPO, admit mode
+    llmsched-train -n 200000 --n-envs 4 --seed 3 --env-kwargs num_slots:32 load:0.95
+    llmsched-train --hyperparams learning_rate:lin_3e-4 n_steps:512 --no-bc
+    llmsched-train -i runs/<run>/best_model.zip -n 500000   # resume training
+    tensorboard --logdir runs                         # eval/* curves against the baselines
+
+Flags follow rl-zoo3 where they overlap (``--algo``, ``--env``, ``--env-kwargs``, ``--seed``,
+``--device``, ``-tb``, ``--n-envs``, ``--eval-freq``, ``-n``, ``-i``, ``-f``, ``--hyperparams``,
+``--vec-env``, ``--eval-episodes``, ``--save-freq``, ``--num-threads``, ``-P``); ``key:value`` values are read as YAML
+(``64`` is a number, ``[1, 2]`` a list, ``{a: 1}`` a mapping). A flag overrides the config file.
+
+The run directory (``--out``, default ``<log folder>/<env>__<algo>__<seed>__<unix time>``) gets
+``final_model.zip``, ``best_model.zip`` (lowest validation mean e2e), ``config.yaml`` (the resolved
+config: ``-c`` it to rerun), ``run.yaml`` (device, seeds, versions, command line) and ``tb/``.
+Bad input (unknown algorithm, env or key, an action mode the algorithm cannot handle, CUDA asked
+for but absent, ...) exits with code 2 and one line naming what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from llmsched_env.sim.validation import ConfigError
+
+from .config import ALGOS, VEC_ENVS, TrainConfig, read_yaml, yaml_load
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def parse_pairs(flag: str, items: Sequence[str]) -> dict[str, Any]:
+    """``["a:1", "b:x"]`` -> ``{"a": 1, "b": "x"}`` (values read as YAML)."""
+    import yaml  # type: ignore[import-untyped]
+
+    pairs: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r} is invalid: expected key:value")
+        try:
+            pairs[key] = yaml_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"{flag} {item!r}: the value is not valid YAML") from None
+    return pairs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="llmsched-train",
+        description="Train a PyTorch scheduling agent (PPO / MaskablePPO) on llmsched/Serve-v0.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Defaults: configs/train/default.yaml. Values from flags override the config file.",
+    )
+    p.add_argument("-c", "--config", "-conf", "--conf-file", dest="config", help="training config YAML")
+    p.add_argument("--algo", help=f"algorithm: {', '.join(ALGOS)} (ppo: rank mode; ppo_mask: MaskablePPO, admit mode)")
+    p.add_argument("--env", help="env id (llmsched/Serve-v0)")
+    p.add_argument("--env-kwargs", nargs="+", metavar="KEY:VALUE", default=[], help="env arguments, e.g. num_slots:64")
+    p.add_argument("--hyperparams", "-params", nargs="+", metavar="KEY:VALUE", default=[], help="algorithm arguments")
+    p.add_argument("-n", "--n-timesteps", type=int, help="PPO env steps")
+    p.add_argument("--n-envs", type=int, help="parallel envs")
+    p.add_argument("--vec-env", choices=VEC_ENVS, help="subproc (default) or dummy (one process)")
+    p.add_argument("--seed", type=int, help="seed of numpy, torch, python and the envs")
+    p.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--eval-freq", type=int, help="env steps between evaluations (0: only at the start)")
+    p.add_argument("--eval-episodes", type=int, help="validation workloads per evaluation")
+    p.add_argument("--save-freq", type=int, help="env steps between checkpoints (0: none)")
+    p.add_argument("--bc-teacher", help="behaviour-clone this baseline before PPO, e.g. sjf")
+    p.add_argument("--no-bc", action="store_true", help="no behaviour cloning")
+    p.add_argument("-i", "--trained-agent", help="resume training from this model .zip")
+    p.add_argument("--out", help="run directory (default: <log folder>/<env>__<algo>__<seed>__<time>)")
+    p.add_argument("-f", "--log-folder", default="runs", help="parent of the default run directory (runs)")
+    p.add_argument("-tb", "--tensorboard-log", help="TensorBoard root (default: <run directory>/tb)")
+    p.add_argument("--num-threads", type=int, help="torch threads on CPU (default 1: the networks are small, and more threads "
+                   "contend with the env processes; raise it on an idle many-core machine)")
+    p.add_argument("-P", "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final summary")
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """The config file (or the defaults) with the flags applied."""
+    data: dict[str, Any] = read_yaml(args.config) if args.config else {}
+    where = args.config or "config"
+    for flag, key in (
+        ("algo", "algo"), ("env", "env"), ("n_timesteps", "n_timesteps"), ("n_envs", "n_envs"),
+        ("vec_env", "vec_env"), ("seed", "seed"), ("device", "device"), ("eval_freq", "eval_freq"),
+        ("eval_episodes", "eval_episodes"), ("save_freq", "save_freq"), ("progress", "progress_bar"),
+    ):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            data[key] = value
+    defaults = TrainConfig.__dataclass_fields__
+    if args.env_kwargs:
+        base = data.get("env_kwargs", defaults["env_kwargs"].default_factory())  # type: ignore[misc]
+        data["env_kwargs"] = {**(base or {}), **parse_pairs("--env-kwargs", args.env_kwargs)}
+    if args.hyperparams:
+        base = data.get("hyperparams", defaults["hyperparams"].default_factory())  # type: ignore[misc]
+        data["hyperparams"] = {**(base or {}), **parse_pairs("--hyperparams", args.hyperparams)}
+    if args.no_bc and args.bc_teacher:
+        raise ConfigError("--no-bc and --bc-teacher contradict each other: give one")
+    if args.no_bc:
+        data["bc"] = None
+    elif args.bc_teacher:
+        bc = data.get("bc", {})
+        data["bc"] = {**(bc or {}), "teacher": args.bc_teacher}
+    return TrainConfig.from_dict(data, where=where)
+
+
+def run_directory(config: TrainConfig, args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    name = f"{config.env.split(':')[-1].replace('/', '_')}__{config.algo}__{config.seed}__{int(time.time())}"
+    return Path(args.log_folder) / name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args)
+        return train(config, args)
+    except ConfigError as err:
+        print(f"llmsched-train: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def train(config: TrainConfig, args: argparse.Namespace) -> int:
+    """Build the envs and the model, behaviour-clone, run PPO with evaluations, save."""
+    import gymnasium as gym
+    import numpy as np
+    import yaml  # type: ignore[import-untyped]
+
+    from .config import resolve_device
+
+    device = resolve_device(config.device)
+    if args.num_threads is not None and args.num_threads < 1:
+        raise ConfigError(f"--num-threads={args.num_threads} is invalid: expected an integer >= 1")
+    if device == "cpu" or args.num_threads is not None:
+        import torch
+
+        torch.set_num_threads(args.num_threads or 1)
+    gym.make(config.env_id, **config.env_kwargs).close()  # bad env arguments fail here, before any work
+    resume = args.trained_agent
+    if resume is not None:
+        from .agents import read_info
+
+        if not Path(resume).is_file():
+            raise ConfigError(f"--trained-agent {resume!r}: model file does not exist")
+        trained_with = read_info(resume)["algo"]
+        if trained_with != config.algo:
+            raise ConfigError(f"--trained-agent {resume!r} was trained with algo={trained_with!r}, not algo={config.algo!r}")
+
+    import stable_baselines3
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from .agents import attach_info, load_model
+    from .callbacks import ServeEvalCallback
+    from .config import algo_class, policy_class
+
+    out = run_directory(config, args)
+    out.mkdir(parents=True, exist_ok=True)
+    tb_dir = Path(args.tensorboard_log) / out.name if args.tensorboard_log else out / "tb"
+    say = (lambda *a: None) if args.quiet else print
+
+    # seeds: SB3 seeds python, numpy and torch with `seed` and env i with `seed + i`; the BC and
+    # validation workloads are fixed sim seeds, disjoint from each other
+    set_random_seed(config.seed)
+    eval_seeds = [config.eval_seed + i for i in range(config.eval_episodes)]
+    bc_seeds = [] if config.bc is None or resume else _bc_seeds(config, eval_seeds)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    run_info = {
+        "device": device,
+        "seed": config.seed,
+        "env_seeds": [config.seed + i for i in range(config.n_envs)],
+        "eval_sim_seeds": eval_seeds,
+        "bc_sim_seeds": bc_seeds,
+        "resumed_from": resume,
+        "versions": {"torch": str(torch.__version__), "stable_baselines3": str(stable_baselines3.__version__), "numpy": str(np.__version__)},
+        "command": " ".join(sys.argv),
+    }
+    (out / "run.yaml").write_text(yaml.safe_dump(run_info, sort_keys=False))
+
+    vec_cls = SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv
+    venv = make_vec_env(
+        config.env_id, n_envs=config.n_envs, seed=config.seed, vec_env_cls=vec_cls, env_kwargs=config.env_kwargs,
+        wrapper_class=_reward_wrapper(config),
+    )  # fmt: skip
+    try:
+        if resume is not None:
+            model = load_model(resume, device=device, env=venv)  # its own hyperparameters; spaces checked by SB3
+        else:
+            model = algo_class(config.algo)(
+                policy_class(config.algo), venv, seed=config.seed, device=device, verbose=0, **config.algo_kwargs()
+            )
+        attach_info(model, config.algo, config.env, config.env_kwargs)
+        model.set_logger(configure(str(tb_dir), ["tensorboard"]))
+        say(f"llmsched-train: {config.algo} on {config.env} {config.env_kwargs}, {config.n_envs} envs, device {device}, run {out}")
+
+        if bc_seeds:
+            _warm_start(model, config, bc_seeds, say)
+
+        callbacks: list[Any] = [
+            ServeEvalCallback(
+                config.env_id, config.env_kwargs, eval_seeds, config.eval_freq, config.eval_baselines,
+                out / "best_model.zip", verbose=0 if args.quiet else 1,
+            )
+        ]  # fmt: skip
+        if config.save_freq:
+            callbacks.append(CheckpointCallback(max(config.save_freq // config.n_envs, 1), str(out / "checkpoints"), "model"))
+        start = time.perf_counter()
+        interrupted = False
+        try:
+            model.learn(
+                config.n_timesteps,
+                callback=CallbackList(callbacks),
+                progress_bar=config.progress_bar and not args.quiet,
+                reset_num_timesteps=resume is None,
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        elapsed = time.perf_counter() - start
+        model.save(out / "final_model.zip")
+    finally:
+        venv.close()
+
+    evaluation: ServeEvalCallback = callbacks[0]
+    figures = evaluation.last_figures
+    print(
+        f"llmsched-train: {'interrupted' if interrupted else 'done'}: {model.num_timesteps:,} steps in {elapsed:.0f} s; "
+        f"best validation e2e mean {evaluation.best_e2e_mean:.3f} s ("
+        + ", ".join(f"{name} {r['e2e_mean']:.3f}" for name, r in evaluation.baseline_results.items())
+        + f"); last e2e mean {figures.get('e2e_mean', float('nan')):.3f} s; models in {out}"
+    )
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _reward_wrapper(config: TrainConfig) -> Any:
+    """The env wrapper that makes the reward relative to ``reward_reference`` (None: none)."""
+    if config.reward_reference is None:
+        return None
+    import functools
+
+    from .rewards import ReferenceReward
+
+    return functools.partial(ReferenceReward, reference=config.reward_reference)
+
+
+def _bc_seeds(config: TrainConfig, avoid: Sequence[int]) -> list[int]:
+    """Sim seeds of the behaviour-cloning episodes: drawn from the run's seed, none a validation seed."""
+    import numpy as np
+
+    assert config.bc is not None
+    rng = np.random.default_rng([config.seed, 1])
+    seeds: list[int] = []
+    while len(seeds) < config.bc.episodes * (1 + config.bc.dagger_rounds):
+        seed = int(rng.integers(0, 2**31 - 1))
+        if seed not in avoid and seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
+def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any) -> None:
+    """Behaviour cloning from the configured teacher (and DAgger rounds); losses go to TensorBoard as bc/*."""
+    import gymnasium as gym
+
+    import baselines
+
+    from .bc import behaviour_clone, collect, merge
+
+    assert config.bc is not None
+    bc = config.bc
+    start = time.perf_counter()
+    env = gym.make(config.env_id, **config.env_kwargs)
+    wrapper = _reward_wrapper(config)
+    if wrapper is not None:
+        env = wrapper(env)  # the critic learns the returns PPO will see
+    teacher = baselines.parse(bc.teacher)
+    history: list[float] = []
+    demos = None
+    for round_ in range(1 + bc.dagger_rounds):
+        round_seeds = seeds[round_ * bc.episodes : (round_ + 1) * bc.episodes]
+        new = collect(teacher, env, round_seeds, gamma=model.gamma, student=model if round_ else None)
+        demos = new if demos is None else merge(demos, new)
+        history += behaviour_clone(
+            model.policy, demos, epochs=bc.epochs, batch_size=bc.batch_size, learning_rate=bc.learning_rate,
+            seed=config.seed + round_,
+        )  # fmt: skip
+    assert demos is not None
+    for epoch, loss in enumerate(history):
+        model.logger.record("bc/imitation_loss", loss)
+        model.logger.dump(epoch)
+    say(
+        f"llmsched-train: behaviour cloning from {bc.teacher}: {len(demos):,} steps of {len(seeds)} episodes "
+        f"({bc.dagger_rounds} DAgger rounds), imitation loss {history[0]:.4f} -> {history[-1]:.4f} "
+        f"in {time.perf_counter() - start:.0f} s"
+    )

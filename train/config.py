@@ -1,0 +1,322 @@
+"""The training configuration: one typed, validated dataclass fed by YAML files and CLI flags.
+
+``configs/train/default.yaml`` writes out the built-in default (:class:`TrainConfig` as is);
+``configs/train/*.yaml`` hold other recipes. Every key is optional, unknown keys are errors, and
+every bad value raises :class:`~llmsched_env.sim.validation.ConfigError` naming the field, the
+value and what is allowed. Layout::
+
+    env: llmsched/Serve-v0            # the env (the one whose observations the policies read)
+    env_kwargs: {num_slots: 32, num_requests: 200, action_mode: rank}
+    algo: ppo                         # ppo (rank mode) or ppo_mask (MaskablePPO, admit mode)
+    n_timesteps: 300000               # PPO env steps (after the optional behaviour cloning)
+    n_envs: 8                         # parallel envs
+    vec_env: subproc                  # subproc (SubprocVecEnv) or dummy (DummyVecEnv, one process)
+    seed: 0                           # seeds numpy, torch, python and the envs
+    device: auto                      # auto (CUDA when present), cpu, cuda, cuda:N
+    hyperparams: {learning_rate: 3.0e-5, n_steps: 256, ..., policy_kwargs: {...}}
+    reward_reference: fcfs            # learn from the improvement over this baseline (null: env reward)
+    eval_freq: 25000                  # env steps between evaluations (0: only at the start)
+    eval_episodes: 10                 # validation workloads: sim seeds eval_seed, eval_seed + 1, ...
+    eval_seed: 10000
+    eval_baselines: [fcfs, trail, srpt]
+    bc: {teacher: sjf, episodes: 20, epochs: 30, batch_size: 256, learning_rate: 1.0e-3, dagger_rounds: 0}  # or null
+    save_freq: 0                      # env steps between checkpoints (0: none)
+    progress_bar: true
+
+``hyperparams`` are the keyword arguments of the SB3 algorithm (``policy``, ``env``, ``seed``,
+``device``, ``tensorboard_log`` and ``verbose`` come from the rest of the config). As in rl-zoo3,
+``learning_rate`` and ``clip_range`` may be ``lin_<value>`` for a linear decay to 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from llmsched_env.sim.validation import (
+    ConfigError,
+    check_choice,
+    check_known_keys,
+    check_nonnegative,
+    check_positive,
+    fail,
+)
+
+#: algorithm name (rl-zoo3's) -> (module, class, the action mode it handles)
+ALGOS: dict[str, tuple[str, str, str]] = {
+    "ppo": ("stable_baselines3", "PPO", "rank"),
+    "ppo_mask": ("sb3_contrib", "MaskablePPO", "admit"),
+}
+VEC_ENVS = ("subproc", "dummy")
+SET_BY_CONFIG = ("policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
+SCHEDULED = ("learning_rate", "clip_range")  # may be "lin_<value>"
+
+
+def algo_class(algo: str) -> Any:
+    """The SB3 class of ``algo`` (imported on demand)."""
+    import importlib
+
+    check_choice("algo", algo, ALGOS)
+    module, name, _ = ALGOS[algo]
+    return getattr(importlib.import_module(module), name)
+
+
+def policy_class(algo: str) -> Any:
+    """The set-encoder policy for ``algo``'s action mode."""
+    from .networks import SetAdmitPolicy, SetRankPolicy
+
+    return SetRankPolicy if ALGOS[algo][2] == "rank" else SetAdmitPolicy
+
+
+ENVS = ("llmsched/Serve-v0",)  # the envs whose observations the set-encoder policies read
+
+
+def _lin_value(text: str) -> float:
+    """The number of ``lin_<number>``, NaN if ``text`` is not of that form."""
+    try:
+        return float(text.removeprefix("lin_")) if text.startswith("lin_") else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def linear_schedule(initial: float) -> Callable[[float], float]:
+    """rl-zoo3's ``lin_<value>``: from ``initial`` at the start down to 0 at the end."""
+
+    def schedule(progress_remaining: float) -> float:
+        return progress_remaining * initial
+
+    return schedule
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """Behaviour cloning from a heuristic before PPO (see ``train/bc.py``).
+
+    Attributes:
+        teacher: a baseline spec (``baselines.parse``), e.g. ``sjf`` or ``trail:C=0.5``.
+        episodes: teacher episodes to record (on the training env, sim seeds from the run's seed).
+        epochs: passes over the recorded pairs.
+        batch_size: pairs per gradient step.
+        learning_rate: Adam's step size.
+        dagger_rounds: rounds of DAgger after the first fit: ``episodes`` more episodes with the
+            policy acting and the teacher labelling, then ``epochs`` more passes over all pairs.
+    """
+
+    teacher: str = "sjf"
+    episodes: int = 20
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1.0e-3
+    dagger_rounds: int = 0
+
+    def __post_init__(self) -> None:
+        import baselines
+
+        try:
+            baselines.parse(self.teacher)
+        except ConfigError as err:
+            raise ConfigError(f"bc.teacher: {err}") from None
+        check_positive("bc.episodes", self.episodes, integer=True)
+        check_positive("bc.epochs", self.epochs, integer=True)
+        check_positive("bc.batch_size", self.batch_size, integer=True)
+        check_positive("bc.learning_rate", self.learning_rate)
+        check_nonnegative("bc.dagger_rounds", self.dagger_rounds, integer=True)
+
+
+DEFAULT_HYPERPARAMS: dict[str, Any] = {
+    "learning_rate": 3.0e-5,
+    "n_steps": 256,
+    "batch_size": 256,
+    "n_epochs": 5,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "clip_range": 0.1,
+    "ent_coef": 0.0,
+    "vf_coef": 0.5,
+    "max_grad_norm": 0.5,
+    "target_kl": 0.05,
+    "policy_kwargs": {
+        "log_std_init": -3.0,
+        "features_extractor_kwargs": {"embed_dim": 64, "num_heads": 4, "num_layers": 2},
+    },
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (see the module docstring for the meaning of each field)."""
+
+    env: str = "llmsched/Serve-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"num_slots": 64, "num_requests": 200})
+    algo: str = "ppo"
+    n_timesteps: int = 300_000
+    n_envs: int = 8
+    vec_env: str = "subproc"
+    seed: int = 0
+    device: str = "auto"
+    hyperparams: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_HYPERPARAMS))
+    reward_reference: str | None = "fcfs"
+    eval_freq: int = 25_000
+    eval_episodes: int = 10
+    eval_seed: int = 10_000
+    eval_baselines: tuple[str, ...] = ("fcfs", "trail", "srpt")
+    bc: BCConfig | None = field(default_factory=BCConfig)
+    save_freq: int = 0
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.env.removeprefix("llmsched_env:") not in ENVS:
+            raise fail("env", self.env, "one of " + ", ".join(ENVS))
+        if not isinstance(self.env_kwargs, Mapping):
+            raise fail("env_kwargs", self.env_kwargs, "a mapping of env arguments")
+        check_choice("algo", self.algo, ALGOS)
+        mode = self.env_kwargs.get("action_mode", "rank")
+        handled = ALGOS[self.algo][2]
+        if mode != handled:
+            other = next(a for a, spec in ALGOS.items() if spec[2] == mode) if mode in ("rank", "admit") else None
+            hint = f"use algo={other} for action_mode={mode!r}, or " if other else ""
+            raise ConfigError(
+                f"algo={self.algo!r} cannot handle action_mode={mode!r}: {hint}set action_mode={handled!r}"
+            )
+        check_nonnegative("n_timesteps", self.n_timesteps, integer=True)
+        check_positive("n_envs", self.n_envs, integer=True)
+        check_choice("vec_env", self.vec_env, VEC_ENVS)
+        check_nonnegative("seed", self.seed, integer=True)
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())
+        ):
+            raise fail("device", self.device, "auto, cpu, cuda or cuda:N")
+        self._check_hyperparams()
+        check_nonnegative("eval_freq", self.eval_freq, integer=True)
+        check_positive("eval_episodes", self.eval_episodes, integer=True)
+        check_nonnegative("eval_seed", self.eval_seed, integer=True)
+        import baselines
+
+        for spec in self.eval_baselines:
+            try:
+                baselines.parse(spec)
+            except ConfigError as err:
+                raise ConfigError(f"eval_baselines: {err}") from None
+        if self.reward_reference is not None:
+            try:
+                baselines.parse(self.reward_reference)
+            except ConfigError as err:
+                raise ConfigError(f"reward_reference: {err}") from None
+            if self.env_kwargs.get("reward", "latency") != "latency":
+                raise ConfigError(
+                    f"reward_reference={self.reward_reference!r} needs the env's latency reward, not "
+                    f"reward={self.env_kwargs['reward']!r}: set reward_reference: null"
+                )
+        if self.bc is not None and not isinstance(self.bc, BCConfig):
+            raise fail("bc", self.bc, "a mapping of behaviour-cloning settings or null")
+        check_nonnegative("save_freq", self.save_freq, integer=True)
+        if not isinstance(self.progress_bar, bool):
+            raise fail("progress_bar", self.progress_bar, "true or false")
+
+    def _check_hyperparams(self) -> None:
+        if not isinstance(self.hyperparams, Mapping):
+            raise fail("hyperparams", self.hyperparams, "a mapping of algorithm arguments")
+        allowed = [p for p in inspect.signature(algo_class(self.algo).__init__).parameters if p not in ("self", *SET_BY_CONFIG)]
+        check_known_keys(f"hyperparams ({self.algo})", self.hyperparams, allowed)
+        kwargs = self.hyperparams.get("policy_kwargs", {})
+        if not isinstance(kwargs, Mapping):
+            raise fail("hyperparams.policy_kwargs", kwargs, "a mapping of policy arguments")
+        for name in SCHEDULED:
+            value = self.hyperparams.get(name)
+            if isinstance(value, str) and not _lin_value(value) > 0:
+                raise fail(f"hyperparams.{name}", value, "a positive number or lin_<number> (a linear decay from it)")
+
+    @property
+    def env_id(self) -> str:
+        """The id with its module prefix, so that subprocesses import (register) the env."""
+        return self.env if ":" in self.env else f"llmsched_env:{self.env}"
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        """``hyperparams`` ready for the SB3 constructor (``lin_`` schedules resolved)."""
+        kwargs = dict(self.hyperparams)
+        for name in SCHEDULED:
+            if isinstance(kwargs.get(name), str):
+                kwargs[name] = linear_schedule(_lin_value(kwargs[name]))
+        kwargs["policy_kwargs"] = dict(kwargs.get("policy_kwargs", {}))
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["eval_baselines"] = list(self.eval_baselines)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "config") -> "TrainConfig":
+        """Build from plain data (YAML), rejecting unknown keys; missing keys keep the defaults."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+        check_known_keys(where, data.keys(), [f.name for f in dataclasses.fields(cls)])
+        kwargs = dict(data)
+        if "bc" in kwargs and kwargs["bc"] is not None:
+            bc = kwargs["bc"]
+            if not isinstance(bc, Mapping):
+                raise fail("bc", bc, "a mapping of behaviour-cloning settings or null")
+            check_known_keys(f"{where}.bc", bc.keys(), [f.name for f in dataclasses.fields(BCConfig)])
+            kwargs["bc"] = BCConfig(**bc)
+        if "eval_baselines" in kwargs:
+            value = kwargs["eval_baselines"]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise fail("eval_baselines", value, "a list of baseline specs")
+            kwargs["eval_baselines"] = tuple(value)
+        if "env_kwargs" in kwargs and kwargs["env_kwargs"] is None:
+            kwargs["env_kwargs"] = {}
+        return cls(**kwargs)
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load``, but ``3e-4`` is a number (YAML 1.2), as rl-zoo3 users write it."""
+    import re
+
+    import yaml  # type: ignore[import-untyped]
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return yaml.load(text, Loader=Loader)  # noqa: S506  (a SafeLoader)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file (errors name the file)."""
+    import yaml  # type: ignore[import-untyped]
+
+    path = Path(path)
+    try:
+        data = yaml_load(path.read_text()) or {}
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; an unavailable CUDA device is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={device!r} is unavailable: this machine has no CUDA device; expected auto or cpu")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={device!r} is unavailable: {torch.cuda.device_count()} CUDA device(s); expected cuda:0 to "
+                f"cuda:{torch.cuda.device_count() - 1}, auto or cpu"
+            )
+    return device

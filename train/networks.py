@@ -1,0 +1,212 @@
+"""Policy networks for ``llmsched/Serve-v0``: a permutation-equivariant set encoder and SB3 policies.
+
+The observation is a *set* of up to K requests (``"requests"`` rows, ``"mask"`` marking the real
+ones) plus global features (``"globals"``). The slot order carries no meaning beyond what the
+features say, so the networks treat the slots as a set (DESIGN.md §5):
+
+* :class:`SetEncoder` embeds each slot with the same MLP, embeds the global features as one extra
+  token that is always present, and runs pre-norm multi-head self-attention blocks over the
+  K + 1 tokens with the padding mask. The global token keeps one unmasked key in every attention
+  row, so an empty queue gives finite outputs (an all-masked row would be NaN). No positional
+  encoding: permuting the slots permutes the slot outputs.
+* :class:`SetRankPolicy` (``rank`` mode, PPO): the Gaussian mean of slot i is ``tanh(w . h_i)``
+  from a per-slot head shared by all slots (tanh keeps the deterministic scores inside the action
+  bounds, so the env never sees two scores clipped to the same value); empty slots get mean 0.
+* :class:`SetAdmitPolicy` (``admit`` mode, sb3-contrib's MaskablePPO): a logit per slot from a
+  per-slot head plus an *advance* logit from the global token; the env's action mask removes the
+  invalid ones.
+* Both: the value is an MLP over the masked mean of the slot tokens, the global token and the
+  episode-progress features (``time``, ``arrived``, ``completed``). Those three are kept out of the
+  actor: an episode's return-to-go depends on how far it has got, but a scheduling decision should
+  not, and leaving them out lets an agent trained on short episodes act the same on long runs
+  (``llmsched-eval`` runs 3,000 requests by default).
+
+The policies plug into stable-baselines3 in its usual places: the encoder is the features
+extractor, :class:`SetHeads` is the ``mlp_extractor`` (it splits the features into the actor's
+tokens and the critic's pooled summary) and the per-slot heads are the ``action_net``. This module
+must stay importable under its name: saved models refer to these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from llmsched_env.envs.serve import GLOBAL_FEATURES
+from llmsched_env.sim.validation import ConfigError
+
+PROGRESS_GLOBALS = ("time", "arrived", "completed")  # seen by the critic only (see above)
+
+
+class AttentionBlock(nn.Module):
+    """Pre-norm transformer block: masked multi-head self-attention, then a per-token MLP."""
+
+    def __init__(self, dim: int, num_heads: int, ff_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Linear(ff_dim, dim))
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        y = self.norm1(x)
+        x = x + self.attention(y, y, y, key_padding_mask=padding, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class SetEncoder(BaseFeaturesExtractor):
+    """Per-slot MLP + global token + masked self-attention over the slots.
+
+    Output features, per observation: ``[pooled (d) | critic-only globals (c) | global token (d) |
+    slot tokens (K x d)]``: the first ``critic_dim = d + c`` numbers are for the critic, the last
+    ``(K + 1) x d`` are the tokens for the actor's heads. ``pooled`` is the mean of the global token
+    and the valid slot tokens; the tokens of empty slots are zero. ``d = embed_dim``;
+    ``critic_globals`` names the global features (of ``GLOBAL_FEATURES``) kept out of the tokens.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        embed_dim: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ff_dim: int = 128,
+        critic_globals: tuple[str, ...] | list[str] = PROGRESS_GLOBALS,
+    ) -> None:
+        unknown = sorted(set(critic_globals) - set(GLOBAL_FEATURES))
+        if unknown:
+            raise ConfigError(f"critic_globals {unknown} are unknown: expected names of {', '.join(GLOBAL_FEATURES)}")
+        num_slots, num_features = observation_space["requests"].shape
+        actor_index = [i for i, name in enumerate(GLOBAL_FEATURES) if name not in critic_globals]
+        critic_index = [i for i, name in enumerate(GLOBAL_FEATURES) if name in critic_globals]
+        self.critic_dim = embed_dim + len(critic_index)
+        super().__init__(observation_space, features_dim=self.critic_dim + (num_slots + 1) * embed_dim)
+        self.num_slots = num_slots
+        self.embed_dim = embed_dim
+        self.register_buffer("actor_index", torch.tensor(actor_index, dtype=torch.long), persistent=False)
+        self.register_buffer("critic_index", torch.tensor(critic_index, dtype=torch.long), persistent=False)
+        self.slot_mlp = nn.Sequential(nn.Linear(num_features, embed_dim), nn.ReLU(), nn.Linear(embed_dim, embed_dim))
+        self.global_mlp = nn.Sequential(nn.Linear(len(actor_index), embed_dim), nn.ReLU(), nn.Linear(embed_dim, embed_dim))
+        self.blocks = nn.ModuleList(AttentionBlock(embed_dim, num_heads, ff_dim) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        valid = observations["mask"] > 0.5  # (B, K)
+        slots = self.slot_mlp(observations["requests"])  # (B, K, d)
+        globals_ = observations["globals"]
+        glob = self.global_mlp(globals_[:, self.actor_index]).unsqueeze(1)  # (B, 1, d)
+        tokens = torch.cat([glob, slots], dim=1)
+        present = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)  # the global token is always there
+        for block in self.blocks:
+            tokens = block(tokens, ~present)
+        weights = present.to(tokens.dtype).unsqueeze(-1)
+        tokens = self.norm(tokens) * weights  # zero the empty slots: heads see nothing there
+        pooled = tokens.sum(dim=1) / weights.sum(dim=1)
+        return torch.cat([pooled, globals_[:, self.critic_index], tokens.flatten(1)], dim=1)
+
+
+class SetHeads(nn.Module):
+    """SB3's ``mlp_extractor`` slot: the actor's latent is the tokens, the critic's an MLP of the
+    critic part of the features (pooled tokens, progress globals) and the global token."""
+
+    def __init__(self, critic_dim: int, embed_dim: int, num_slots: int, value_dim: int = 64) -> None:
+        super().__init__()
+        self.critic_dim = critic_dim
+        self.latent_dim_pi = (num_slots + 1) * embed_dim
+        self.latent_dim_vf = value_dim
+        # the critic part of the features and the global token are contiguous
+        self.value_mlp = nn.Sequential(nn.Linear(critic_dim + embed_dim, value_dim), nn.ReLU())
+        self.critic_end = critic_dim + embed_dim
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return features[:, self.critic_dim :]
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value_mlp(features[:, : self.critic_end])
+
+
+class SlotScores(nn.Module):
+    """Rank head: the Gaussian mean of each slot from its own token (weights shared by all slots).
+
+    No bias: a common shift of all scores changes no order, and without it an empty slot's zero
+    token gives mean exactly 0, so empty slots add nothing that depends on the weights.
+    """
+
+    def __init__(self, embed_dim: int, num_slots: int) -> None:
+        super().__init__()
+        self.embed_dim, self.num_slots = embed_dim, num_slots
+        self.score = nn.Linear(embed_dim, 1, bias=False)
+        nn.init.orthogonal_(self.score.weight, gain=0.01)  # start near 0: all orders equally likely
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        tokens = latent.view(-1, self.num_slots + 1, self.embed_dim)[:, 1:]
+        return torch.tanh(self.score(tokens).squeeze(-1))
+
+
+class SlotLogits(nn.Module):
+    """Admit head: one logit per slot (shared per-slot weights) and an *advance* logit from the global token."""
+
+    def __init__(self, embed_dim: int, num_slots: int) -> None:
+        super().__init__()
+        self.embed_dim, self.num_slots = embed_dim, num_slots
+        self.slot = nn.Linear(embed_dim, 1)
+        self.advance = nn.Linear(embed_dim, 1)
+        for layer in (self.slot, self.advance):
+            nn.init.orthogonal_(layer.weight, gain=0.01)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        tokens = latent.view(-1, self.num_slots + 1, self.embed_dim)
+        return torch.cat([self.slot(tokens[:, 1:]).squeeze(-1), self.advance(tokens[:, 0])], dim=1)
+
+
+class _SetPolicyMixin:
+    """Builds the set encoder, :class:`SetHeads` and a per-slot ``action_net`` into an SB3 policy."""
+
+    head_class: type[nn.Module]
+
+    @staticmethod
+    def _defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs.setdefault("features_extractor_class", SetEncoder)
+        kwargs.setdefault("ortho_init", False)  # PyTorch's default init; the heads set their own
+        return kwargs
+
+    def _build_mlp_extractor(self) -> None:
+        encoder = self.features_extractor  # type: ignore[attr-defined]
+        self.mlp_extractor = SetHeads(encoder.critic_dim, encoder.embed_dim, encoder.num_slots)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]  # makes log_std, value_net, a flat action_net
+        encoder = self.features_extractor  # type: ignore[attr-defined]
+        self.action_net = self.head_class(encoder.embed_dim, encoder.num_slots)
+        # the optimizer must see the per-slot head's parameters, not the replaced flat layer's
+        self.optimizer = self.optimizer_class(  # type: ignore[attr-defined]
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs  # type: ignore[attr-defined]
+        )
+
+
+class SetRankPolicy(_SetPolicyMixin, ActorCriticPolicy):
+    """PPO policy for ``rank`` mode: per-slot Gaussian means from the set encoder."""
+
+    head_class = SlotScores
+
+    def __init__(self, observation_space, action_space, lr_schedule, **kwargs: Any) -> None:
+        super().__init__(observation_space, action_space, lr_schedule, **self._defaults(kwargs))
+
+
+class SetAdmitPolicy(_SetPolicyMixin, MaskableActorCriticPolicy):
+    """MaskablePPO policy for ``admit`` mode: per-slot logits plus an advance logit."""
+
+    head_class = SlotLogits
+
+    def __init__(self, observation_space, action_space, lr_schedule, **kwargs: Any) -> None:
+        super().__init__(observation_space, action_space, lr_schedule, **self._defaults(kwargs))
