@@ -1,4 +1,4 @@
-"""A heuristic policy as an agent of ``llmsched/Serve-v0``: the same object, through the env.
+"""A heuristic policy as an agent of ``llmsched/Serve-v1``: the same object, through the env.
 
 :class:`PolicyAgent` turns a policy's priorities for the requests in the env's slots into the
 env's action:
@@ -28,7 +28,7 @@ from llmsched_env.sim.request import PreemptionMode, Request
 
 
 class PolicyAgent:
-    """Acts in a Serve-v0 env with a heuristic policy.
+    """Acts in a Serve-v1 env with a heuristic policy.
 
     Call :meth:`bind` once after ``gym.make`` (so the policy's wake-ups reach the engine from the
     next ``reset``), then ``action = agent.act(env)`` at every step.

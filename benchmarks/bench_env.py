@@ -1,4 +1,4 @@
-"""Environment speed: ``llmsched/Serve-v0`` steps per second, one core.
+"""Environment speed: ``llmsched/Serve-v1`` steps per second, one core.
 
 Agents: a random agent (uniform scores / uniform valid admissions) and FCFS as an agent (scores
 from arrival order / admit the oldest waiting request), in both action modes, K = 32 slots, the
@@ -39,7 +39,7 @@ def fcfs_pick(env, mask: np.ndarray) -> int:
 
 
 def steps_per_second(mode: str, agent: str, episodes: int = 2, slots: int = 32) -> tuple[float, int]:
-    env = gym.make("llmsched/Serve-v0", action_mode=mode, num_slots=slots, num_requests=1000)
+    env = gym.make("llmsched/Serve-v1", action_mode=mode, num_slots=slots, num_requests=1000)
     rng = np.random.default_rng(0)
     random_scores = rng.uniform(-1, 1, (1024, slots)).astype(np.float32)
     env.reset(seed=0)  # the first reset measures the engine's capacity (cached afterwards)

@@ -5,7 +5,7 @@
     import gymnasium as gym
     import llmsched_env
 
-    env = gym.make("llmsched/Serve-v0", load=0.9, predictor="lognormal", action_mode="rank")
+    env = gym.make("llmsched/Serve-v1", load=0.9, predictor="lognormal", action_mode="rank")
 """
 
 import gymnasium as gym
@@ -16,9 +16,22 @@ from .sim import ConfigError, SimConfig, simulate
 __version__ = "0.1.0"
 
 # max_episode_steps is a safety net: episodes end when their requests have all left the system.
-gym.register(id="llmsched/Serve-v0", entry_point="llmsched_env.envs.serve:ServeEnv", max_episode_steps=100_000)
+gym.register(id="llmsched/Serve-v1", entry_point="llmsched_env.envs.serve:ServeEnv", max_episode_steps=100_000)
+# v0's dynamics: a waiting request of higher priority evicts KV holders to get in (vLLM V0)
 gym.register(
-    id="llmsched/AgentNetwork-v0", entry_point="llmsched_env.envs.network:AgentNetworkEnv", max_episode_steps=100_000
+    id="llmsched/Serve-v0",
+    entry_point="llmsched_env.envs.serve:ServeEnv",
+    max_episode_steps=100_000,
+    kwargs={"admission_preemption": True},
+)
+gym.register(
+    id="llmsched/AgentNetwork-v1", entry_point="llmsched_env.envs.network:AgentNetworkEnv", max_episode_steps=100_000
+)
+gym.register(
+    id="llmsched/AgentNetwork-v0",
+    entry_point="llmsched_env.envs.network:AgentNetworkEnv",
+    max_episode_steps=100_000,
+    kwargs={"admission_preemption": True},
 )
 
 __all__ = ["ConfigError", "SimConfig", "__version__", "sim", "simulate"]

@@ -70,7 +70,8 @@ def run(rows, policy, *, predicted=None, refresh=None, refresh_every=0, cost=ONE
 
 
 # ---------------------------------------------------------------------------------------------
-# KV-pressure scenario (1 s per iteration, 6 blocks of 4 tokens, no watermark):
+# KV-pressure scenario (1 s per iteration, 6 blocks of 4 tokens, no watermark, and admission
+# preemption as in vLLM V0's priority scheduling, so that an arrival may evict to get in):
 #   A (t=0, prompt 16, 8 tokens) prefills 4 blocks, takes a 5th at its first decode and has 4 tokens
 #   at t=4, when B (arrived 3.5, prompt 8 = 2 blocks) enters with 1 block free: B can start only if
 #   A is preempted. Without preemption A finishes at 8 and B at 10; with it B runs at once (finishing
@@ -79,7 +80,7 @@ def KV_ROWS(b_output: int = 2) -> list[tuple[float, int, int]]:
     return [(0.0, 16, 8), (3.5, 8, b_output)]
 
 
-KV_ENGINE = dict(blocks=6, block_size=4)
+KV_ENGINE = dict(blocks=6, block_size=4, admission_preemption=True)
 NO_PREEMPTION = ["A"] * 8 + ["B", "B"]
 PREEMPTION = ["A"] * 4 + ["B", "B"] + ["A"] * 4
 
@@ -104,6 +105,34 @@ def test_srpt_preempts_for_a_shorter_arrival_only():
     assert (rec["A"]["preemptions"], rec["A"]["recomputed_tokens"]) == (1, 19)  # 16 prompt + 3 decoded
     batches, _ = run(KV_ROWS(b_output=5), baselines.make("srpt"), **KV_ENGINE)  # B: 5 left > A: 4 left
     assert batches == ["A"] * 8 + ["B"] * 5
+
+
+@pytest.mark.parametrize("spec", ["srpt", "sprpt", "trail"])
+def test_by_default_an_arrival_waits_for_free_memory_whatever_its_priority(spec):
+    # vLLM V1 semantics (admission_preemption=False): B outranks A but cannot get in by eviction
+    batches, rec = run(KV_ROWS(), baselines.make(spec), predicted=[8.0, 2.0], blocks=6, block_size=4)
+    assert batches == NO_PREEMPTION
+    assert rec["A"]["preemptions"] == rec["B"]["preemptions"] == 0
+
+
+# Growth scenario (default semantics): A (t=0, prompt 8, 12 tokens) and B (t=0.5, prompt 8, 8 tokens)
+# both get in (2 blocks each). A takes its 3rd block at t=1, B its 3rd at t=2: the cache is full. At
+# t=5 A (5 tokens generated, context 12) needs a 4th block. The victim is the
+# lower-ranked holder: FCFS evicts B (the later arrival; 4 tokens generated, 11 tokens of KV), which
+# recomputes 12 tokens at t=12 once A is done and finishes at 16; SRPT ranks B first (4 tokens left
+# against A's 7), so A gives way itself (12 tokens of KV), B finishes at 9 and A at 16.
+GROWTH_ROWS = [(0.0, 8, 12), (0.5, 8, 8)]
+
+
+def test_when_a_context_grows_the_lowest_ranked_holder_is_preempted():
+    fcfs, rec = run(GROWTH_ROWS, baselines.make("fcfs"), blocks=6, block_size=4)
+    assert fcfs == ["A"] + ["AB"] * 4 + ["A"] * 7 + ["B"] * 4
+    assert (finish(rec, "A"), finish(rec, "B")) == (12.0, 16.0)
+    assert (rec["B"]["preemptions"], rec["B"]["recomputed_tokens"], rec["A"]["preemptions"]) == (1, 11, 0)
+    srpt, rec = run(GROWTH_ROWS, baselines.make("srpt"), blocks=6, block_size=4)
+    assert srpt == ["A"] + ["AB"] * 4 + ["B"] * 4 + ["A"] * 7
+    assert (finish(rec, "A"), finish(rec, "B")) == (16.0, 9.0)
+    assert (rec["A"]["preemptions"], rec["A"]["recomputed_tokens"], rec["B"]["preemptions"]) == (1, 12, 0)
 
 
 def test_sprpt_follows_predictions_where_srpt_follows_the_truth():

@@ -45,7 +45,7 @@ ORDERS = [spec for spec in baselines.available() if not hasattr(baselines.parse(
 @pytest.mark.parametrize("spec", ORDERS)
 def test_engine_path_and_env_path_agree(spec):
     predictor = "refining" if spec in ("trail", "sprpt") else "lognormal"
-    env = gym.make("llmsched/Serve-v0", predictor=predictor, **ENV)
+    env = gym.make("llmsched/Serve-v1", predictor=predictor, **ENV)
     for sim_seed in (1, 2):
         via_env, _ = play(env, PolicyAgent(baselines.parse(spec)), sim_seed)
         direct = simulate(env.unwrapped.config, baselines.parse(spec), seed=sim_seed).records
@@ -54,14 +54,14 @@ def test_engine_path_and_env_path_agree(spec):
 
 @pytest.mark.parametrize("spec", ["fcfs"])
 def test_admit_mode_agent_matches_the_engine_for_fcfs(spec):
-    env = gym.make("llmsched/Serve-v0", action_mode="admit", **ENV)
+    env = gym.make("llmsched/Serve-v1", action_mode="admit", **ENV)
     via_env, _ = play(env, PolicyAgent(baselines.parse(spec)), 3)
     direct = simulate(env.unwrapped.config, baselines.parse(spec), seed=3).records
     assert_same_records(via_env, direct)
 
 
 def test_preemption_baselines_through_the_env_with_preemption_control():
-    env = gym.make("llmsched/Serve-v0", preemption_control=True, **ENV)
+    env = gym.make("llmsched/Serve-v1", preemption_control=True, **ENV)
     for spec in ("vllm-recompute", "swap-first", "cost-aware"):
         via_env, _ = play(env, PolicyAgent(baselines.parse(spec)), 4)
         direct = simulate(env.unwrapped.config, baselines.parse(spec), seed=4).records
@@ -146,7 +146,7 @@ def test_evicting_a_waiting_request_is_an_error():
 @pytest.mark.parametrize("mode", ["rank", "admit"])
 def test_env_checkers_with_preemption_control(mode):
     kwargs = dict(num_requests=40, preemption_control=True, action_mode=mode, num_gpu_blocks=700, preemption_mode="swap")
-    env = gym.make("llmsched/Serve-v0", **kwargs)
+    env = gym.make("llmsched/Serve-v1", **kwargs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*unconventional shape.*")
         check_env(env.unwrapped, skip_render_check=True)
@@ -154,7 +154,7 @@ def test_env_checkers_with_preemption_control(mode):
 
 
 def test_random_evictions_lose_no_request_and_count_modes():
-    env = gym.make("llmsched/Serve-v0", num_requests=60, preemption_control=True, num_gpu_blocks=1500)
+    env = gym.make("llmsched/Serve-v1", num_requests=60, preemption_control=True, num_gpu_blocks=1500)
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     while True:
@@ -170,7 +170,7 @@ def test_random_evictions_lose_no_request_and_count_modes():
 
 
 def test_admit_mode_preempt_actions_are_masked_to_kv_holders():
-    env = gym.make("llmsched/Serve-v0", num_requests=40, action_mode="admit", preemption_control=True)
+    env = gym.make("llmsched/Serve-v1", num_requests=40, action_mode="admit", preemption_control=True)
     obs, info = env.reset(seed=0)
     u = env.unwrapped
     K = u.num_slots
@@ -191,8 +191,8 @@ def test_preemption_control_is_validated():
     from llmsched_env.sim import ConfigError
 
     with pytest.raises(ConfigError, match="preemption_control"):
-        gym.make("llmsched/Serve-v0", preemption_control="yes")
-    env = gym.make("llmsched/Serve-v0", preemption_control=True)
+        gym.make("llmsched/Serve-v1", preemption_control="yes")
+    env = gym.make("llmsched/Serve-v1", preemption_control=True)
     env.reset(seed=0)
     with pytest.raises(ConfigError, match="expected \\(32, 5\\)"):
         env.step(np.zeros(32, dtype=np.float32))

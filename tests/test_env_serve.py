@@ -1,4 +1,4 @@
-"""llmsched/Serve-v0: checkers, determinism, vector envs, actions, rewards, policy-as-agent."""
+"""llmsched/Serve-v1: checkers, determinism, vector envs, actions, rewards, policy-as-agent."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ KWARG_SETS = [
 
 
 def make(**kwargs) -> gym.Env:
-    return gym.make("llmsched/Serve-v0", **{**SMALL, **kwargs})
+    return gym.make("llmsched/Serve-v1", **{**SMALL, **kwargs})
 
 
 def play(env: gym.Env, seed=None, options=None, policy="random", rng_seed=0, max_steps=100_000):
@@ -114,11 +114,45 @@ def test_latency_return_is_total_response_time_over_scale(mode):
     assert -100 < sum(rewards) < 0
 
 
+def play_flags(env: gym.Env, seed: int) -> tuple[bool, bool, dict]:
+    """Run one random episode; returns its last (terminated, truncated, info)."""
+    rng = np.random.default_rng(0)
+    _, info = env.reset(seed=seed)
+    while True:
+        _, _, terminated, truncated, info = env.step(choose(env, info, rng, "random"))
+        if terminated or truncated:
+            return terminated, truncated, info
+
+
 def test_time_limit_truncates_and_reports_unfinished():
     env = make(num_requests=400, load=2.0, max_time_s=30.0)
-    _, _, info = play(env, seed=0)
+    terminated, truncated, info = play_flags(env, seed=0)
     s = info["summary"]
+    assert truncated is True and terminated is False
     assert s["unfinished"] > 0 and s["arrived"] == s["finished"] + s["unfinished"] + s["rejected"]
+
+
+def test_time_limit_before_the_last_arrival_truncates_even_with_an_empty_system():
+    # 40 requests at a trickle: at t=30 s the system is empty but most requests are still to come
+    env = make(load=0.02, max_time_s=30.0)
+    terminated, truncated, info = play_flags(env, seed=0)
+    assert truncated is True and terminated is False
+    assert info["summary"]["arrived"] < 40
+
+
+def test_an_episode_that_ends_in_time_terminates():
+    terminated, truncated, info = play_flags(make(num_requests=30), seed=0)
+    assert terminated is True and truncated is False and info["summary"]["finished"] == 30
+
+
+@pytest.mark.filterwarnings("ignore:.*out of date")
+def test_v0_is_v1_with_admission_preemption():
+    v0, v1 = gym.make("llmsched/Serve-v0", **SMALL), make()
+    assert v0.unwrapped.config.engine.admission_preemption is True
+    assert v1.unwrapped.config.engine.admission_preemption is False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unconventional shape.*")
+        check_env(v0.unwrapped, skip_render_check=True)
 
 
 def test_fcfs_as_agent_matches_the_engine_run_request_by_request():
@@ -176,7 +210,7 @@ def test_render_modes():
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_make_vec(mode):
-    envs = gym.make_vec("llmsched/Serve-v0", num_envs=2, vectorization_mode=mode, **SMALL)
+    envs = gym.make_vec("llmsched/Serve-v1", num_envs=2, vectorization_mode=mode, **SMALL)
     obs, info = envs.reset(seed=0)
     assert obs["requests"].shape[0] == 2
     for _ in range(5):
@@ -189,12 +223,12 @@ def test_sb3_vec_envs_and_ppo_smoke():
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    env = make_vec_env("llmsched/Serve-v0", n_envs=2, env_kwargs=SMALL)
+    env = make_vec_env("llmsched/Serve-v1", n_envs=2, env_kwargs=SMALL)
     model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=32, n_epochs=1, device="cpu", seed=0)
     model.learn(64)
     env.close()
     # worker processes import the module named before the colon, which registers the env
-    sub = make_vec_env("llmsched_env:llmsched/Serve-v0", n_envs=2, env_kwargs=SMALL, vec_env_cls=SubprocVecEnv)
+    sub = make_vec_env("llmsched_env:llmsched/Serve-v1", n_envs=2, env_kwargs=SMALL, vec_env_cls=SubprocVecEnv)
     sub.reset()
     sub.step(np.stack([sub.action_space.sample() for _ in range(2)]))
     sub.close()
@@ -209,13 +243,23 @@ def test_maskable_ppo_smoke():
 
 
 def test_true_length_hidden_unless_oracle():
-    """Two runs that differ only in true output lengths show identical first observations."""
-    env = make(predictor="lognormal")
-    obs, _ = env.reset(seed=0)
-    r = env.unwrapped.slots[0]
+    """Changing the true output lengths of the requests in the system changes no observation."""
+    env = make(predictor="lognormal", num_requests=200, load=1.0)
+    rng = np.random.default_rng(0)
+    obs, info = env.reset(seed=0)
+    for _ in range(40):  # some requests decoding, some waiting
+        obs, _, _, _, info = env.step(choose(env, info, rng, "random"))
+    unwrapped = env.unwrapped
+    r = unwrapped.slots[0]
     features = dict(zip(llmsched_env.sim.observe.REQUEST_FEATURES, obs["requests"][0]))
     assert features["predicted_total"] == pytest.approx(math.log1p(int(r.predicted_output)) / math.log1p(16384), rel=1e-6)
     assert r.predicted_output != r.output_len
+    unwrapped.engine.sync()
+    for request in unwrapped.engine.live:
+        request.output_len += 1000  # the truth changes, nothing the agent sees may
+    again = unwrapped._observe()
+    for key in obs:
+        np.testing.assert_array_equal(obs[key], again[key], err_msg=key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +275,11 @@ def test_wrong_shape_nan_and_out_of_range_actions():
     bad[0] = np.nan
     with pytest.raises(ConfigError, match="NaN or infinite"):
         env.step(bad)
+    bad[0] = -5.0
+    with pytest.raises(ConfigError, match=r"outside the action space: expected values in \[-1, 1\]"):
+        env.step(bad)
+    with pytest.raises(ConfigError, match="sim_seed='abc' is invalid: expected an integer >= 0"):
+        env.reset(options={"sim_seed": "abc"})
     admit = make(action_mode="admit")
     admit.reset(seed=0)
     with pytest.raises(ConfigError, match="expected an integer in"):
@@ -251,6 +300,8 @@ def test_wrong_shape_nan_and_out_of_range_actions():
         (dict(workload="nope"), "lengths"),
         (dict(reward="slo_goodput"), "slo_ttft_s"),
         (dict(engine_kwargs=dict(block_sizee=16)), "block_sizee"),
+        (dict(engine_kwargs=[("block_size", 16)]), "engine_kwargs=.* expected a mapping"),
+        (dict(admission_preemption="yes"), "admission_preemption='yes' is invalid: expected true or false"),
     ],
 )
 def test_bad_kwargs_name_the_argument(kwargs, message):

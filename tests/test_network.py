@@ -1,5 +1,5 @@
 """Agent networks: exact co-simulation, conservation, job metrics, presets, baselines and
-llmsched/AgentNetwork-v0 (checkers, determinism, rewards, agent path == direct path)."""
+llmsched/AgentNetwork-v1 (checkers, determinism, rewards, agent path == direct path)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from llmsched_env.sim.network_presets import available_network_presets, network_
 from llmsched_env.sim.request import RequestState
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "network"
-ENV_ID = "llmsched/AgentNetwork-v0"
+ENV_ID = "llmsched/AgentNetwork-v1"
 
 
 def constant(seconds: float) -> LinearCostModel:
@@ -416,7 +416,7 @@ ENV_KWARGS = [dict(num_jobs=30), dict(preset="coding-agents", num_jobs=12, num_s
 @pytest.mark.parametrize("kwargs", ENV_KWARGS)
 def test_env_passes_gymnasium_and_sb3_checkers(kwargs):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SB3 recommends flat observations (as for Serve-v0)
+        warnings.simplefilter("ignore")  # SB3 recommends flat observations (as for Serve-v1)
         check_env(gym.make(ENV_ID, **kwargs).unwrapped)
         sb3_check_env(gym.make(ENV_ID, **kwargs))
 
@@ -523,3 +523,12 @@ def test_env_config_path_and_predictor_override():
     env = AgentNetworkEnv(config_path=str(CONFIGS / "rybko_stolyar.yaml"), predictor="oracle", num_jobs=5)
     assert env.config.predictor.kind == "oracle"
     assert env.config.engines == network_preset("rybko-stolyar").engines
+
+
+@pytest.mark.filterwarnings("ignore:.*out of date")
+def test_v0_sets_admission_preemption_on_every_engine():
+    v0, v1 = gym.make("llmsched/AgentNetwork-v0"), gym.make(ENV_ID)
+    assert all(e.engine.admission_preemption for e in v0.unwrapped.config.engines)
+    assert not any(e.engine.admission_preemption for e in v1.unwrapped.config.engines)
+    with pytest.raises(ConfigError, match="admission_preemption=1 is invalid"):
+        gym.make(ENV_ID, admission_preemption=1)

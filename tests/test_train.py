@@ -98,10 +98,10 @@ def test_resume_continues_from_a_saved_model(tmp_path):
 
 
 def tiny_model(mode: str, seed: int = 0):
-    env = gym.make("llmsched/Serve-v0", **TINY_ENV, action_mode=mode)
+    env = gym.make("llmsched/Serve-v1", **TINY_ENV, action_mode=mode)
     algo, policy = (PPO, SetRankPolicy) if mode == "rank" else (MaskablePPO, SetAdmitPolicy)
     model = algo(policy, env, n_steps=64, batch_size=64, seed=seed, device="cpu", policy_kwargs=TINY_NET)
-    attach_info(model, "ppo" if mode == "rank" else "ppo_mask", "llmsched/Serve-v0", dict(TINY_ENV, action_mode=mode))
+    attach_info(model, "ppo" if mode == "rank" else "ppo_mask", "llmsched/Serve-v1", dict(TINY_ENV, action_mode=mode))
     return model, env
 
 
@@ -222,7 +222,7 @@ def test_behaviour_cloning_lowers_the_imitation_loss(mode):
 
 def test_policy_action_makes_the_env_follow_the_heuristic():
     """FCFS acting through the env (rank mode) gives the engine's FCFS run request by request."""
-    env = gym.make("llmsched/Serve-v0", num_requests=60, num_slots=256, load=0.95, num_gpu_blocks=1500)
+    env = gym.make("llmsched/Serve-v1", num_requests=60, num_slots=256, load=0.95, num_gpu_blocks=1500)
     fcfs = baselines.parse("fcfs")
     obs, _ = env.reset(options={"sim_seed": 4})
     done = False
@@ -239,7 +239,7 @@ def test_policy_action_makes_the_env_follow_the_heuristic():
 
 
 def test_policy_action_in_admit_mode_admits_the_teachers_first_pick():
-    env = gym.make("llmsched/Serve-v0", num_requests=30, num_slots=16, action_mode="admit")
+    env = gym.make("llmsched/Serve-v1", num_requests=30, num_slots=16, action_mode="admit")
     env.reset(options={"sim_seed": 1})
     sjf = baselines.parse("sjf")
     for _ in range(200):
@@ -277,7 +277,7 @@ def test_linear_schedules_and_hyperparams():
 
 BAD_INPUT = [
     (["--algo", "a2c"], "algo='a2c' is invalid: expected one of 'ppo', 'ppo_mask'"),
-    (["--env", "CartPole-v1"], "env='CartPole-v1' is invalid: expected one of llmsched/Serve-v0"),
+    (["--env", "CartPole-v1"], "env='CartPole-v1' is invalid: expected one of llmsched/Serve-v1"),
     (["--env-kwargs", "action_mode:admit"], "algo='ppo' cannot handle action_mode='admit': use algo=ppo_mask"),
     (["--algo", "ppo_mask"], "algo='ppo_mask' cannot handle action_mode='rank': use algo=ppo"),
     (["--hyperparams", "learning_rat:0.1"], "unknown key(s) 'learning_rat'"),
@@ -328,7 +328,7 @@ def test_area_curve_integrates_the_number_in_system():
 def test_reference_reward_returns_the_percentage_saved_over_the_reference(teacher):
     from train.rewards import ReferenceReward
 
-    env = ReferenceReward(gym.make("llmsched/Serve-v0", num_requests=40, load=1.0, num_slots=64), "fcfs")
+    env = ReferenceReward(gym.make("llmsched/Serve-v1", num_requests=40, load=1.0, num_slots=64), "fcfs")
     policy = baselines.parse(teacher)
     env.reset(options={"sim_seed": 7})
     total, done = 0.0, False

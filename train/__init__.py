@@ -1,4 +1,4 @@
-"""Training scheduling agents for ``llmsched/Serve-v0``: CLI, PyTorch set policies, behaviour cloning.
+"""Training scheduling agents for ``llmsched/Serve-v1``: CLI, PyTorch set policies, behaviour cloning.
 
 * ``llmsched-train`` / ``python -m train`` (:mod:`train.cli`): PPO (``rank`` mode) or sb3-contrib's
   MaskablePPO (``admit`` mode) from a YAML config (:mod:`train.config`), on the GPU when present,

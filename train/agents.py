@@ -1,4 +1,4 @@
-"""Agents acting in ``llmsched/Serve-v0``: heuristics as env agents, trained models as policies.
+"""Agents acting in ``llmsched/Serve-v1``: heuristics as env agents, trained models as policies.
 
 * :func:`policy_action` turns an engine-side scheduling policy (``baselines``: a priority per
   request, lower served first) into the env's action, so a heuristic can act through the env

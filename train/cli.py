@@ -1,4 +1,4 @@
-"""``llmsched-train`` / ``python -m train``: train a scheduling agent for ``llmsched/Serve-v0``.
+"""``llmsched-train`` / ``python -m train``: train a scheduling agent for ``llmsched/Serve-v1``.
 
     llmsched-train                                   # the built-in default (configs/train/default.yaml)
     llmsched-train -c configs/train/serve_admit.yaml # MaskablePPO, admit mode
@@ -54,13 +54,13 @@ def parse_pairs(flag: str, items: Sequence[str]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llmsched-train",
-        description="Train a PyTorch scheduling agent (PPO / MaskablePPO) on llmsched/Serve-v0.",
+        description="Train a PyTorch scheduling agent (PPO / MaskablePPO) on llmsched/Serve-v1.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Defaults: configs/train/default.yaml. Values from flags override the config file.",
     )
     p.add_argument("-c", "--config", "-conf", "--conf-file", dest="config", help="training config YAML")
     p.add_argument("--algo", help=f"algorithm: {', '.join(ALGOS)} (ppo: rank mode; ppo_mask: MaskablePPO, admit mode)")
-    p.add_argument("--env", help="env id (llmsched/Serve-v0)")
+    p.add_argument("--env", help="env id (llmsched/Serve-v1)")
     p.add_argument("--env-kwargs", nargs="+", metavar="KEY:VALUE", default=[], help="env arguments, e.g. num_slots:64")
     p.add_argument("--hyperparams", "-params", nargs="+", metavar="KEY:VALUE", default=[], help="algorithm arguments")
     p.add_argument("-n", "--n-timesteps", type=int, help="PPO env steps")

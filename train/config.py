@@ -5,7 +5,7 @@
 every bad value raises :class:`~llmsched_env.sim.validation.ConfigError` naming the field, the
 value and what is allowed. Layout::
 
-    env: llmsched/Serve-v0            # the env (the one whose observations the policies read)
+    env: llmsched/Serve-v1            # the env (the one whose observations the policies read)
     env_kwargs: {num_slots: 32, num_requests: 200, action_mode: rank}
     algo: ppo                         # ppo (rank mode) or ppo_mask (MaskablePPO, admit mode)
     n_timesteps: 300000               # PPO env steps (after the optional behaviour cloning)
@@ -71,7 +71,7 @@ def policy_class(algo: str) -> Any:
     return SetRankPolicy if ALGOS[algo][2] == "rank" else SetAdmitPolicy
 
 
-ENVS = ("llmsched/Serve-v0",)  # the envs whose observations the set-encoder policies read
+ENVS = ("llmsched/Serve-v1", "llmsched/Serve-v0")  # the envs whose observations the set-encoder policies read
 
 
 def _lin_value(text: str) -> float:
@@ -149,7 +149,7 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = {
 class TrainConfig:
     """One training run (see the module docstring for the meaning of each field)."""
 
-    env: str = "llmsched/Serve-v0"
+    env: str = "llmsched/Serve-v1"
     env_kwargs: dict[str, Any] = field(default_factory=lambda: {"num_slots": 64, "num_requests": 200})
     algo: str = "ppo"
     n_timesteps: int = 300_000

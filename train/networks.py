@@ -1,4 +1,4 @@
-"""Policy networks for ``llmsched/Serve-v0``: a permutation-equivariant set encoder and SB3 policies.
+"""Policy networks for ``llmsched/Serve-v1``: a permutation-equivariant set encoder and SB3 policies.
 
 The observation is a *set* of up to K requests (``"requests"`` rows, ``"mask"`` marking the real
 ones) plus global features (``"globals"``). The slot order carries no meaning beyond what the

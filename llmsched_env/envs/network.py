@@ -1,4 +1,4 @@
-"""``llmsched/AgentNetwork-v0``: a network of LLM engines serving agent workflows."""
+"""``llmsched/AgentNetwork-v1``: a network of LLM engines serving agent workflows."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..sim.observe import NUM_REQUEST_FEATURES, TIME_SCALE, request_features
 from ..sim.policy import Policy
 from ..sim.predictors import PredictorConfig
 from ..sim.request import Request
-from ..sim.validation import ConfigError, check_choice, check_positive
+from ..sim.validation import ConfigError, check_choice, check_positive, fail
 from .serve import COUNT_SCALE, _SlotScores
 
 #: Columns added to ``REQUEST_FEATURES`` for each slot (E engines, C classes).
@@ -84,7 +84,7 @@ class AgentNetworkEnv(gym.Env):
     ## Action Space
 
     ``Box(-1, 1, (E * K,), float32)``: a score per row; at each engine **higher scores are served
-    first** (as in ``llmsched/Serve-v0``'s ``rank`` mode). Calls outside the slots keep FCFS order
+    first** (as in ``llmsched/Serve-v1``'s ``rank`` mode). Calls outside the slots keep FCFS order
     behind the visible ones. Scores of empty rows are ignored; NaN or infinite scores and wrong
     shapes are errors.
 
@@ -119,12 +119,16 @@ class AgentNetworkEnv(gym.Env):
     ``configs/network/``); ``num_jobs`` (jobs per episode; None: until ``max_time_s``) and
     ``max_time_s`` replace the preset's run length; ``rate_scale`` multiplies every class's arrival
     rate; ``predictor`` / ``predictor_sigma`` replace the output-length predictor; ``num_slots`` (K,
-    per engine); ``reward_scale``; ``render_mode`` (``ansi``). Unknown or invalid arguments raise
-    ``ConfigError`` naming the argument and what is allowed.
+    per engine); ``admission_preemption`` (None keeps each engine's own setting, True or False
+    sets it on every engine); ``reward_scale``; ``render_mode`` (``ansi``). Unknown or invalid
+    arguments raise ``ConfigError`` naming the argument and what is allowed.
 
     ## Version History
 
-    * v0: initial version.
+    * v1: the engines admit calls only into free KV blocks (``EngineConfig.admission_preemption``
+      False, vLLM V1 semantics); a call no longer evicts lower-priority holders to get in.
+    * v0: initial version (calls of higher priority evicted KV holders to be admitted). Still
+      registered: ``llmsched/AgentNetwork-v0`` is v1 with ``admission_preemption=True``.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -140,6 +144,7 @@ class AgentNetworkEnv(gym.Env):
         predictor: str | None = None,
         predictor_sigma: float | None = None,
         num_slots: int = 16,
+        admission_preemption: bool | None = None,
         reward_scale: float | None = None,
         render_mode: str | None = None,
         **unknown: Any,
@@ -147,7 +152,7 @@ class AgentNetworkEnv(gym.Env):
         if unknown:
             allowed = sorted(k for k in AgentNetworkEnv.__init__.__kwdefaults__ or {} if k != "unknown")
             raise ConfigError(
-                f"llmsched/AgentNetwork-v0: unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; allowed: "
+                f"llmsched/AgentNetwork-v1: unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; allowed: "
                 + ", ".join(allowed)
             )
         check_positive("num_slots", num_slots, integer=True)
@@ -160,6 +165,14 @@ class AgentNetworkEnv(gym.Env):
         if predictor_fields:
             base = {**dataclasses.asdict(config.predictor), **predictor_fields}
             config = config.replace(predictor=dataclass_from_dict(PredictorConfig, base, "predictor"))
+        if admission_preemption is not None:
+            if not isinstance(admission_preemption, bool):
+                raise fail("admission_preemption", admission_preemption, "true, false or null (each engine's own setting)")
+            engines = tuple(
+                dataclasses.replace(e, engine=dataclasses.replace(e.engine, admission_preemption=admission_preemption))
+                for e in config.engines
+            )
+            config = config.replace(engines=engines)
         self.config: NetworkConfig = config.replace(num_jobs=num_jobs, max_time_s=max_time_s).scaled(rate_scale)
         self.num_slots = int(num_slots)
         self.render_mode = render_mode

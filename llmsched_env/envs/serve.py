@@ -1,4 +1,4 @@
-"""``llmsched/Serve-v0``: one LLM inference engine as a Gymnasium environment."""
+"""``llmsched/Serve-v1``: one LLM inference engine as a Gymnasium environment."""
 
 from __future__ import annotations
 
@@ -131,7 +131,8 @@ class ServeEnv(gym.Env):
       are served first**. The engine fills every batch in this order under its slot, token and KV
       limits, so a low score on a running request means it is paused, or preempted when KV runs
       short. Requests outside the slots keep FCFS order behind the visible ones. Scores of empty
-      slots are ignored; NaN or infinite scores and wrong shapes are errors.
+      slots are ignored; NaN, infinite or out-of-range scores and wrong shapes are errors (SB3
+      clips its actions to the space before stepping).
       With ``preemption_control=True`` the action is ``Box(-1, 1, (num_slots, 5))``, a row per slot:
       ``[score, evict, prefer_recompute, prefer_swap, prefer_restart]``. ``evict > 0`` preempts that
       request now if it holds KV (running or paused), freeing its KV before the engine runs on; the
@@ -188,7 +189,7 @@ class ServeEnv(gym.Env):
     ## Arguments
 
     Every simulator option, JSON-serialisable: ``hardware``, ``batching``, ``max_num_seqs``,
-    ``max_num_batched_tokens``, ``num_gpu_blocks``, ``preemption_mode``; ``workload`` (a length
+    ``max_num_batched_tokens``, ``num_gpu_blocks``, ``preemption_mode``, ``admission_preemption``; ``workload`` (a length
     preset) or ``trace_path``; ``arrival``; ``load`` or ``rate``; ``num_requests``;
     ``predictor`` and ``predictor_sigma``; ``reward``, ``reward_scale``, ``slo_ttft_s``,
     ``slo_tpot_s``; ``num_slots``; ``action_mode``; ``preemption_control``;
@@ -199,7 +200,12 @@ class ServeEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial version.
+    * v1: admissions take only free KV blocks (vLLM V1 and SGLang semantics): a waiting request no
+      longer evicts lower-priority holders to get in (``admission_preemption=False``); an episode
+      cut by ``max_time_s`` before its last arrival is truncated, not terminated.
+    * v0: initial version; a waiting request of higher priority evicts KV holders to be admitted
+      (vLLM V0's priority scheduling). Still registered: ``llmsched/Serve-v0`` is ``Serve-v1`` with
+      ``admission_preemption=True``.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -213,6 +219,7 @@ class ServeEnv(gym.Env):
         max_num_batched_tokens: int = 2048,
         num_gpu_blocks: int | None = None,
         preemption_mode: str = "recompute",
+        admission_preemption: bool = False,
         workload: str = "sharegpt",
         trace_path: str | None = None,
         arrival: str = "poisson",
@@ -252,6 +259,9 @@ class ServeEnv(gym.Env):
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
         if reward == "slo_goodput" and slo_ttft_s is None and slo_tpot_s is None:
             raise fail("slo_ttft_s", None, "a TTFT and/or TPOT target (slo_ttft_s, slo_tpot_s) when reward='slo_goodput'")
+        for name, value in (("engine_kwargs", engine_kwargs), ("workload_kwargs", workload_kwargs), ("predictor_kwargs", predictor_kwargs)):
+            if value is not None and not isinstance(value, dict):
+                raise fail(name, value, "a mapping of field names to values")
         engine_fields = dict(
             hardware=hardware,
             batching=batching,
@@ -259,6 +269,7 @@ class ServeEnv(gym.Env):
             max_num_batched_tokens=max_num_batched_tokens,
             num_gpu_blocks=num_gpu_blocks,
             preemption_mode=preemption_mode,
+            admission_preemption=admission_preemption,
         )
         engine_fields.update(engine_kwargs or {})
         workload_fields: dict[str, Any] = dict(lengths=workload, arrival=arrival, num_requests=num_requests)
@@ -347,6 +358,8 @@ class ServeEnv(gym.Env):
         if unknown:
             raise ConfigError(f"reset options {sorted(unknown)} are unknown; allowed: 'sim_seed'")
         sim_seed = options.get("sim_seed")
+        if sim_seed is not None and (isinstance(sim_seed, bool) or not isinstance(sim_seed, (int, np.integer)) or sim_seed < 0):
+            raise fail("reset options sim_seed", sim_seed, "an integer >= 0")
         if sim_seed is None:
             sim_seed = int(self.np_random.integers(0, 2**31 - 1))
         self.sim_seed = int(sim_seed)
@@ -423,7 +436,7 @@ class ServeEnv(gym.Env):
         if not more:
             engine.finish_run()
             self._finished = True
-            self._truncated = engine.now >= engine.max_time and len(engine.live) > 0
+            self._truncated = engine.now >= engine.max_time and engine.workload_left
         kind = self.reward_kind
         if kind == "latency":
             reward = -(engine.area - area0) / self._reward_scale
@@ -482,8 +495,11 @@ class ServeEnv(gym.Env):
             what = "a row (score, evict, 3 mode preferences) per slot" if self.preemption_control else "one score per slot"
             raise ConfigError(f"action has shape {scores.shape}: expected {expected}, {what} (rank mode)")
         visible = scores[: len(self.slots)]
-        if not math.isfinite(float(visible.sum())):  # any NaN or infinity makes the sum non-finite
+        if not np.isfinite(visible).all():
             raise ConfigError(f"action contains NaN or infinite values {visible[~np.isfinite(visible)]}: expected finite numbers")
+        if visible.size and (visible.min() < -1.0 or visible.max() > 1.0):
+            outside = visible[(visible < -1.0) | (visible > 1.0)]
+            raise ConfigError(f"action contains values {outside[:4]} outside the action space: expected values in [-1, 1]")
         return scores
 
     def _check_choice(self, action) -> tuple[int, bool]:

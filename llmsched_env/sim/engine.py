@@ -27,8 +27,9 @@ the cache is otherwise empty, so a long preempted request is never stranded). A 
 block each time its context crosses a block boundary. A request left out of a batch keeps its KV
 (it is *paused*). KV is freed only by finishing or by preemption: when a scheduled request needs
 blocks that are not free, the lowest-priority holders below it are preempted (it preempts itself
-if there are none). A waiting request of higher priority than some holders may likewise preempt
-them to be admitted. Preemption modes: ``recompute`` (free the KV, prefill prompt + generated
+if there are none). Admission takes only free blocks, as in vLLM V1: a waiting request waits for
+memory even when it outranks holders; with ``admission_preemption`` (vLLM V0's priority
+scheduling) it may instead preempt lower-priority holders to be admitted. Preemption modes: ``recompute`` (free the KV, prefill prompt + generated
 tokens again), ``swap`` (KV to CPU swap space over PCIe, back in later; a swap that does not fit
 the swap space falls back to recompute and is counted), ``restart`` (free the KV and lose the
 generated tokens). The mode of each preemption is the policy's ``preemption_mode(request, engine)``
@@ -151,6 +152,7 @@ class Engine:
         self.block_size = config.block_size
         self.num_blocks = int(num_blocks)
         self.watermark_blocks = int(config.watermark * self.num_blocks)
+        self.admission_preemption = config.admission_preemption
         self.swap_seconds_per_block = float(swap_seconds_per_block)
         swap_bytes = config.swap_space_gib * (1 << 30)
         self.swap_capacity_blocks = int(swap_bytes // swap_block_bytes) if swap_block_bytes > 0 else 0
@@ -383,6 +385,11 @@ class Engine:
     def done(self) -> bool:
         """True when every request has left the system, or the time limit was reached."""
         return (self._exhausted and not self.live and not self._submitted) or self.now >= self.max_time
+
+    @property
+    def workload_left(self) -> bool:
+        """True while requests remain in the system or are still to arrive."""
+        return bool(self.live) or not self._exhausted or bool(self._submitted)
 
     @property
     def batch_size(self) -> int:
@@ -683,13 +690,16 @@ class Engine:
             bisect.insort(self.holders, r, key=_sort_key)
 
     def _reserve(self, r: Request, need: int, *, watermark: bool) -> bool:
-        """Make ``need`` blocks available to ``r`` (leaving the watermark if asked), preempting
-        lower-priority holders, lowest first, if that suffices. Returns False (preempting nobody)
-        if it cannot."""
+        """Make ``need`` blocks available to ``r`` (leaving the watermark if asked: an admission or
+        a swap-in), preempting lower-priority holders, lowest first, if that suffices (for an
+        admission only with ``admission_preemption``). Returns False (preempting nobody) if it
+        cannot."""
         reserve = self.watermark_blocks if watermark else 0
         free = self.free_blocks
         if free - need >= reserve or (watermark and free >= need and free == self.num_blocks):
             return True
+        if watermark and not self.admission_preemption:
+            return False  # admissions and swap-ins take only free blocks
         key = _sort_key(r)
         victims: list[Request] = []
         for v in reversed(self.holders):

@@ -26,6 +26,12 @@ class EngineConfig:
             ``gpu_memory_utilization``.
         gpu_memory_utilization: fraction of GPU memory the engine may use (vLLM's default 0.9).
         watermark: fraction of KV blocks an admission must leave free (vLLM: 0.01).
+        admission_preemption: whether a waiting (or swapped) request may preempt lower-priority KV
+            holders to be admitted. False (default): admission only takes free blocks, and only a
+            scheduled request whose context grows preempts, as in vLLM V1 and SGLang. True: vLLM
+            V0's priority scheduling (``_schedule_priority_preemption``), where a waiting request
+            of higher priority evicts running ones to get in; with recompute preemption and long
+            prompts this makes preemptive size-based policies thrash (see the README).
         preemption_mode: default mode, ``recompute`` (vLLM's default), ``swap`` or ``restart``.
         swap_space_gib: CPU swap space for ``swap`` preemption, GiB (vLLM's default 4).
         fast_forward: jump over stretches of identical decode-only iterations (False: step one
@@ -40,6 +46,7 @@ class EngineConfig:
     num_gpu_blocks: int | None = None
     gpu_memory_utilization: float = 0.9
     watermark: float = 0.01
+    admission_preemption: bool = False
     preemption_mode: str = "recompute"
     swap_space_gib: float = 4.0
     fast_forward: bool = True
@@ -55,6 +62,8 @@ class EngineConfig:
             check_positive("num_gpu_blocks", self.num_gpu_blocks, integer=True)
         check_fraction("gpu_memory_utilization", self.gpu_memory_utilization, low_open=True)
         check_number("watermark", self.watermark, low=0, high=1, high_open=True)
+        if not isinstance(self.admission_preemption, bool):
+            raise ConfigError(f"admission_preemption={self.admission_preemption!r} is invalid: expected true or false")
         check_choice("preemption_mode", self.preemption_mode, ("recompute", "swap", "restart"))
         check_nonnegative("swap_space_gib", self.swap_space_gib)
         if not isinstance(self.fast_forward, bool):
