@@ -398,12 +398,28 @@ class BadPolicy:
         (lambda rs: [math.nan] * len(rs), "priority nan"),
         (lambda rs: [math.inf] * len(rs), "priority inf"),
         (lambda rs: [0.0] * (len(rs) + 1), "returned 2 priorities for 1 requests"),
+        (lambda rs: None, "returned None from priorities"),
+        (lambda rs: ["soon"] * len(rs), "returned priority 'soon' for request 0"),
+        (lambda rs: np.zeros((len(rs), 2)), "returned priority array"),
     ],
 )
 def test_policy_returning_bad_priorities_is_a_clear_error(scores, message):
     engine, _ = make_engine([(0.0, 10, 10)], policy=BadPolicy(scores))
     with pytest.raises(ConfigError, match=message):
         engine.run()
+
+
+class NoDynamic:
+    name = "incomplete"
+
+    def priorities(self, requests, now):
+        return [0.0] * len(requests)
+
+
+@pytest.mark.parametrize("policy, message", [(object(), "priorities"), (NoDynamic(), "boolean attribute 'dynamic'")])
+def test_an_object_that_is_not_a_policy_is_a_clear_error(policy, message):
+    with pytest.raises(ConfigError, match=message):
+        make_engine([(0.0, 10, 10)], policy=policy)
 
 
 @pytest.mark.parametrize(
@@ -449,3 +465,22 @@ def test_workload_without_predictions_is_rejected():
     raw = RequestBatch(np.zeros(1), np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64))
     with pytest.raises(ConfigError, match="predictions"):
         Engine(EngineConfig(), ONE_SECOND, 100, [raw])
+
+
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_prediction_cost_is_charged_to_the_iteration_that_makes_the_predictions(fast_forward):
+    # 1 s per iteration, 0.5 s per prediction: A and B are first served together at t=0 (two
+    # predictions: the iteration takes 2 s, first tokens at 2), decode their 2nd token by 3; C
+    # arrives at 2.5 and joins at 3 with its prediction: that iteration takes 1.5 s, and A and B's
+    # 3rd token and C's only one come at 4.5.
+    rows = [(0.0, 10, 3), (0.0, 10, 3), (2.5, 10, 1)]
+    records = RecordBuffer()
+    engine = Engine(
+        EngineConfig(fast_forward=fast_forward), ONE_SECOND, 10_000, [batch(rows)], None,
+        prediction_cost_s=0.5, on_record=records.append,
+    )
+    engine.run()
+    rec = by_id(records)
+    assert [float(rec[i]["first_token_time"]) for i in range(3)] == [2.0, 2.0, 4.5]
+    assert [float(rec[i]["finish_time"]) for i in range(3)] == [4.5, 4.5, 4.5]
+    assert engine.stats.prediction_time == pytest.approx(1.5)

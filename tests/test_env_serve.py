@@ -21,9 +21,9 @@ SMALL = dict(num_requests=40, load=0.9)
 KWARG_SETS = [
     dict(),
     dict(action_mode="admit"),
-    dict(batching="vllm", preemption_mode="swap", num_gpu_blocks=600, num_slots=8),
+    dict(batching="vllm", max_num_batched_tokens=8192, preemption_mode="swap", num_gpu_blocks=600, num_slots=8),
     dict(workload="azure-code", predictor="refining", decision_interval=20, reward="throughput"),
-    dict(action_mode="admit", batching="static", reward="slo_goodput", slo_ttft_s=2.0, slo_tpot_s=0.1),
+    dict(action_mode="admit", batching="static", max_num_batched_tokens=8192, reward="slo_goodput", slo_ttft_s=2.0, slo_tpot_s=0.1),
     dict(hardware="codellama-34b/a100", workload="arxiv-summarization", predictor="oracle", load=1.2, max_time_s=60.0),
 ]
 

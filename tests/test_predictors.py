@@ -13,6 +13,7 @@ from llmsched_env.sim.predictors import (
     make_predictor,
     miss_matrix,
 )
+from llmsched_env.sim.config import dataclass_from_dict
 from llmsched_env.sim.request import RequestBatch
 from llmsched_env.sim.validation import ConfigError
 
@@ -259,5 +260,8 @@ def test_config_validation_names_field_and_value(kwargs, field):
     with pytest.raises(ConfigError) as info:
         PredictorConfig(**kwargs)
     message = str(info.value)
-    assert message.startswith(field + "=")
+    assert message.startswith(field.removeprefix("predictor.") + "=")
+    with pytest.raises(ConfigError) as info:  # through a config file's path: the prefix appears once
+        dataclass_from_dict(PredictorConfig, kwargs, "predictor")
+    assert str(info.value).startswith(field + "=")
     assert repr(next(iter(kwargs.values()))) in message

@@ -86,12 +86,25 @@ def request_stream(config: SimConfig, rate: float | None, seed: int) -> Iterator
 
 
 def check_fits(config: SimConfig, num_blocks: int, sample: int = 1000) -> None:
-    """Reject a KV cache too small for the workload's prompts.
+    """Reject a KV cache, or a token budget, too small for the workload's prompts.
 
     A single request that can never fit is rejected at run time and counted; a cache smaller than
-    most prompts of the workload is a configuration mistake, reported here with the numbers.
+    most prompts of the workload is a configuration mistake, reported here with the numbers. So is,
+    for the rules that cannot chunk a prefill (``orca``, ``vllm``, ``static``), a token budget below
+    more than 1 % of the prompts (vLLM V0 refuses ``max_num_batched_tokens < max_model_len``
+    without chunked prefill for the same reason).
     """
     prompt, _ = sample_lengths(config.workload, sample, config.seed)
+    engine = config.engine
+    if engine.batching != "sarathi":
+        over_budget = int(np.count_nonzero(np.asarray(prompt) > engine.max_num_batched_tokens))
+        if over_budget * 100 > len(prompt):
+            raise ConfigError(
+                f"max_num_batched_tokens={engine.max_num_batched_tokens} is invalid for batching={engine.batching!r}: "
+                f"{over_budget} of {len(prompt)} sampled prompts of workload lengths={config.workload.lengths!r} are "
+                f"longer, and this rule cannot chunk a prefill, so they would all be rejected; expected at least "
+                f"{int(np.percentile(prompt, 99.9)) + 1} (or batching='sarathi')"
+            )
     capacity_tokens = num_blocks * config.engine.block_size
     too_long = int(np.count_nonzero(np.asarray(prompt) > capacity_tokens))
     if too_long * 2 > len(prompt):

@@ -147,6 +147,7 @@ class Engine:
         self.on_build = on_build
         self.cost = cost
         self.policy: Policy = policy if policy is not None else FCFS()
+        _check_policy(self.policy)
         self._wakeup: Callable[[Sequence[Request], float], int | None] | None = getattr(self.policy, "wakeup", None)
         self._wake_at = -1  # iteration at which the policy asked for its next epoch (-1: none)
         self.block_size = config.block_size
@@ -365,14 +366,26 @@ class Engine:
             wake = self._wakeup(self.live, self.now)
             self._wake_at = -1 if wake is None else self.iteration + max(int(wake), 1)
 
-    def _apply_scores(self, requests: Sequence[Request], scores: Sequence[float]) -> None:
-        if len(scores) != len(requests):
+    def _apply_scores(self, requests: Sequence[Request], scores: Any) -> None:
+        name = getattr(self.policy, "name", self.policy)
+        try:
+            n = len(scores)
+        except TypeError:
             raise ConfigError(
-                f"policy {getattr(self.policy, 'name', self.policy)!r} returned {len(scores)} priorities for "
+                f"policy {name!r} returned {scores!r} from priorities(): expected a sequence of one finite number per request"
+            ) from None
+        if n != len(requests):
+            raise ConfigError(
+                f"policy {name!r} returned {n} priorities for "
                 f"{len(requests)} requests: expected exactly one finite number per request"
             )
         for r, s in zip(requests, scores):
-            score = float(s)
+            try:
+                score = float(s)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"policy {name!r} returned priority {s!r} for request {r.id}: expected a finite number"
+                ) from None
             if not math.isfinite(score):
                 raise ConfigError(
                     f"policy {getattr(self.policy, 'name', self.policy)!r} returned priority {score!r} for request "
@@ -1024,6 +1037,17 @@ class Engine:
         if not self.epoch_pending:
             keys = [_sort_key(r) for r in self.live]
             assert keys == sorted(keys), "live requests out of priority order"
+
+
+def _check_policy(policy: Any) -> None:
+    """A policy must have ``priorities`` and a boolean ``dynamic`` (see ``policy.py``)."""
+    if not callable(getattr(policy, "priorities", None)):
+        raise ConfigError(f"policy={policy!r} is invalid: expected an object with a priorities(requests, now) method")
+    if not isinstance(getattr(policy, "dynamic", None), bool):
+        raise ConfigError(
+            f"policy={policy!r} is invalid: expected a boolean attribute 'dynamic' "
+            f"(got {getattr(policy, 'dynamic', 'none')!r}; see llmsched_env.sim.policy)"
+        )
 
 
 def _sort_key(r: Request) -> tuple[float, float, int]:

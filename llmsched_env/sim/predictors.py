@@ -95,15 +95,15 @@ class PredictorConfig:
     cost_s: float = 0.0
 
     def __post_init__(self) -> None:
-        check_choice("predictor.kind", self.kind, PREDICTOR_KINDS)
-        check_number("predictor.sigma", self.sigma, low=0, high=10)  # exp(10 * 8) still fits a float
-        check_number("predictor.num_buckets", self.num_buckets, low=2, integer=True)
-        check_positive("predictor.bucket_max", self.bucket_max, integer=True)
-        check_fraction("predictor.accuracy", self.accuracy)
-        check_fraction("predictor.miss_decay", self.miss_decay)
-        check_nonnegative("predictor.refresh_every", self.refresh_every, integer=True)
-        check_fraction("predictor.final_accuracy", self.final_accuracy)
-        check_nonnegative("predictor.cost_s", self.cost_s)
+        check_choice("kind", self.kind, PREDICTOR_KINDS)
+        check_number("sigma", self.sigma, low=0, high=10)  # exp(10 * 8) still fits a float
+        check_number("num_buckets", self.num_buckets, low=2, integer=True)
+        check_positive("bucket_max", self.bucket_max, integer=True)
+        check_fraction("accuracy", self.accuracy)
+        check_fraction("miss_decay", self.miss_decay)
+        check_nonnegative("refresh_every", self.refresh_every, integer=True)
+        check_fraction("final_accuracy", self.final_accuracy)
+        check_nonnegative("cost_s", self.cost_s)
         # YAML may give 8.0 for an integer field: store the int.
         object.__setattr__(self, "num_buckets", int(self.num_buckets))
         object.__setattr__(self, "bucket_max", int(self.bucket_max))
