@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from llmsched_env.sim import available_hardware, available_length_presets
+from llmsched_env.cli_args import ArgumentParser
 from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
@@ -53,7 +54,7 @@ OUTPUT_DIRS = ("runs", "plots", "tb")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=PROG,
         description=__doc__.split("\n\n")[1],
         epilog=f"Policies: baseline names with parameters ('trail:C=0.5'), trained models by path (.zip), "
@@ -197,7 +198,13 @@ def prepare_out_dir(out: Path) -> None:
             (out / name).unlink(missing_ok=True)
         for name in OUTPUT_DIRS:
             shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"out={str(out)!r} is invalid: the folder cannot be written ({err.strerror}); expected a writable folder") from None
 
 
 def _header(config: EvalConfig, policies: list, reference: str, done: int, total: int, seconds: float, jobs: int) -> list[str]:

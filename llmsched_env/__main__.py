@@ -15,11 +15,12 @@ import time
 
 from .sim import SimConfig, available_hardware, available_length_presets, load_config, simulate
 from .sim.engine_config import BATCHING_RULES
+from .cli_args import ArgumentParser
 from .sim.validation import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m llmsched_env", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m llmsched_env", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML run config (engine/workload/predictor sections)")
     parser.add_argument("--load", type=float, help="arrival rate as a fraction of the engine's capacity")
     parser.add_argument("--rate", type=float, help="arrival rate in requests/s (overrides --load)")

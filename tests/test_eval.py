@@ -349,6 +349,25 @@ def test_bad_yaml_is_one_line_and_exit_2(text, words, tmp_path, capsys):
         assert word in err
 
 
+@pytest.mark.parametrize("argv, words", [(["--loads", "abc"], ["--loads", "invalid"]), (["--loads", "0.5", "--rates", "1"], ["not allowed"])])
+def test_flag_mistakes_are_one_line_and_exit_2(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmsched-eval: error: ") and err.count("\n") == 1
+    for word in words:
+        assert word in err
+
+
+def test_an_unwritable_out_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["--policies", "fcfs", "--out", str(blocked / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmsched-eval: error: out=") and "cannot be written" in err and err.count("\n") == 1
+
+
 def test_unreadable_trace_is_a_clear_error(tmp_path, capsys):
     trace = tmp_path / "broken.csv"
     trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,ten,5\n")

@@ -87,6 +87,25 @@ def test_tiny_training_run_writes_models_config_and_eval_curves(tmp_path, algo, 
     assert model.num_timesteps >= 256 and type(model) is (PPO if algo == "ppo" else MaskablePPO)
 
 
+@pytest.mark.parametrize("algo", ["ppo", "ppo_mask"])
+def test_preemption_control_agents_train_clone_and_evaluate(tmp_path, algo):
+    """With preemption_control the heads widen (Box(K, 5) rows, or 4K + 1 logits), behaviour
+    cloning fits the teacher's rows, and the saved agent runs with the same action space."""
+    path = tiny_config(tmp_path, algo)
+    config = yaml.safe_load(path.read_text())
+    config["env_kwargs"].update(preemption_control=True, num_gpu_blocks=1500)
+    config.update(n_timesteps=128, eval_freq=0)
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["-c", str(path), "--out", str(out), "-q"]) == 0
+    agent = load_policy(out / "final_model.zip")
+    assert agent.options["preemption_control"] is True
+    env = gym.make("llmsched/Serve-v1", **config["env_kwargs"])
+    result = agent.simulate(env.unwrapped.config, seed=5)
+    s = result.summary
+    assert s["arrived"] == 20 and s["finished"] + s["rejected"] == 20
+
+
 def test_resume_continues_from_a_saved_model(tmp_path):
     first = tmp_path / "first"
     config = tiny_config(tmp_path, "ppo")

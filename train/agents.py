@@ -14,7 +14,8 @@
 
 A saved model carries what it was trained on in the attribute ``llmsched_info`` (saved inside the
 SB3 ``.zip`` with the model, see :func:`attach_info`): the algorithm, the env id and kwargs, and the
-agent's env options (``AGENT_OPTIONS``: slots, action mode, reward, decision interval).
+agent's env options (``AGENT_OPTIONS``: slots, action mode, preemption control, reward, decision
+interval).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from llmsched_env.sim.validation import ConfigError
 from .config import ALGOS, algo_class
 
 INFO_KEY = "llmsched_info"  # model attribute (saved in the zip) describing its training env
-AGENT_OPTIONS = ("num_slots", "action_mode", "reward", "decision_interval")  # how the agent acts, kept with it
+AGENT_OPTIONS = ("num_slots", "action_mode", "preemption_control", "reward", "decision_interval")  # how the agent acts
 METRICS = {  # eval/<name> -> summary key
     "e2e_mean": "e2e_mean_s",
     "e2e_p99": "e2e_p99_s",
@@ -52,36 +53,13 @@ METRICS = {  # eval/<name> -> summary key
 
 
 def policy_action(policy: Policy, env: gym.Env) -> np.ndarray | int:
-    """The env action that makes the engine follow ``policy`` on the requests now in the slots.
+    """The env action that makes the engine follow ``policy`` on the requests now in the slots
+    (:meth:`baselines.agent.PolicyAgent.act`: in ``rank`` mode the slots' scores spread over
+    [-1, 1] by the policy's order, with the policy's preemption modes when the env has preemption
+    control; in ``admit`` mode the held request the policy ranks first, else *advance*)."""
+    from baselines.agent import PolicyAgent
 
-    ``rank`` mode: the slots' priorities, negated and spread evenly over [-1, 1] by rank (the
-    request the policy serves first gets 1; ties by arrival, then id, as in the engine); empty
-    slots get 0. ``admit`` mode: the held (not yet admitted) request the policy ranks first, else
-    *advance*. The env has synced the engine when it observed, so the requests' counters are
-    current.
-    """
-    u: Any = env.unwrapped
-    slots = u.slots
-    n = len(slots)
-    if u.action_mode == "rank":
-        scores = np.zeros(u.num_slots, dtype=np.float32)
-        if n:
-            order = _service_order(policy, slots, u.engine.now)
-            scores[order] = np.linspace(1.0, -1.0, n) if n > 1 else 1.0
-        return scores
-    held = [i for i, r in enumerate(slots) if r.held]
-    if not held:
-        return u.num_slots
-    first = _service_order(policy, [slots[i] for i in held], u.engine.now)[0]
-    return held[int(first)]
-
-
-def _service_order(policy: Policy, requests: Sequence, now: float) -> np.ndarray:
-    """Indices of ``requests`` in the order the engine would serve them under ``policy``."""
-    priorities = np.asarray(policy.priorities(requests, now), dtype=np.float64)
-    arrivals = np.fromiter((r.arrival for r in requests), float, len(requests))
-    ids = np.fromiter((r.id for r in requests), float, len(requests))
-    return np.lexsort((ids, arrivals, priorities))
+    return PolicyAgent(policy).act(env)
 
 
 # -- model metadata -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ class Demonstrations:
     """Recorded teacher steps: N observations with the teacher's actions and returns-to-go."""
 
     observations: dict[str, np.ndarray]  # each (N, ...)
-    actions: np.ndarray  # (N, K) scores (rank) or (N,) picks (admit)
+    actions: np.ndarray  # (N, K) scores, (N, K, 5) rows with preemption control (rank), or (N,) picks (admit)
     action_masks: np.ndarray | None  # (N, K + 1) valid actions (admit), else None
     returns: np.ndarray  # (N,) discounted return-to-go
 
@@ -118,10 +118,11 @@ def _losses(policy: Any, data: dict[str, Any], index: torch.Tensor) -> tuple[tor
     actions = data["actions"][index]
     latent_pi, latent_vf = policy.mlp_extractor(policy.extract_features(obs))
     if data["masks"] is None:  # rank: the Gaussian means against the teacher's scores, occupied slots only
-        means = policy.action_net(latent_pi)
-        occupied = obs["mask"]
-        imitation = (((means - actions) ** 2) * occupied).sum() / occupied.sum().clamp(min=1.0)
-        imitation = imitation + RANKING_COEF * _ranking_loss(means, actions, occupied)
+        occupied = obs["mask"]  # (B, K)
+        means = policy.action_net(latent_pi).view(actions.shape[0], occupied.shape[1], -1)  # (B, K, columns)
+        targets = actions.view(means.shape)  # preemption control: the columns of each slot's row
+        imitation = (((means - targets) ** 2) * occupied.unsqueeze(-1)).sum() / (occupied.sum() * means.shape[2]).clamp(min=1.0)
+        imitation = imitation + RANKING_COEF * _ranking_loss(means[..., 0], targets[..., 0], occupied)
     else:  # admit: cross-entropy of the masked categorical on the teacher's picks
         distribution = policy._get_action_dist_from_latent(latent_pi)
         distribution.apply_masking(data["masks"][index])

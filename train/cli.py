@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from llmsched_env.cli_args import ArgumentParser
 from llmsched_env.sim.validation import ConfigError
 
 from .config import ALGOS, VEC_ENVS, TrainConfig, read_yaml, yaml_load
@@ -52,7 +53,7 @@ def parse_pairs(flag: str, items: Sequence[str]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="llmsched-train",
         description="Train a PyTorch scheduling agent (PPO / MaskablePPO) on llmsched/Serve-v1.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = resolve_config(args)
         return train(config, args)
     except ConfigError as err:
-        print(f"llmsched-train: error: {err}", file=sys.stderr)
+        print(f"llmsched-train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE
 
 

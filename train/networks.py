@@ -137,36 +137,53 @@ class SetHeads(nn.Module):
 class SlotScores(nn.Module):
     """Rank head: the Gaussian mean of each slot from its own token (weights shared by all slots).
 
-    No bias: a common shift of all scores changes no order, and without it an empty slot's zero
-    token gives mean exactly 0, so empty slots add nothing that depends on the weights.
+    One column per slot, or with preemption control (action ``Box(K, 5)``) the five columns of the
+    env's row ``[score, evict, prefer_recompute, prefer_swap, prefer_restart]``, flattened slot by
+    slot as SB3 flattens the Box. No bias: a common shift of all scores changes no order, and
+    without it an empty slot's zero token gives mean exactly 0, so empty slots add nothing that
+    depends on the weights.
     """
 
-    def __init__(self, embed_dim: int, num_slots: int) -> None:
+    def __init__(self, embed_dim: int, num_slots: int, action_space: spaces.Space) -> None:
         super().__init__()
+        shape = action_space.shape or ()
+        if shape not in ((num_slots,),) and not (len(shape) == 2 and shape[0] == num_slots):
+            raise ConfigError(f"rank policy: action space {action_space} does not match {num_slots} slots")
         self.embed_dim, self.num_slots = embed_dim, num_slots
-        self.score = nn.Linear(embed_dim, 1, bias=False)
+        self.columns = 1 if len(shape) == 1 else int(shape[1])
+        self.score = nn.Linear(embed_dim, self.columns, bias=False)
         nn.init.orthogonal_(self.score.weight, gain=0.01)  # start near 0: all orders equally likely
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         tokens = latent.view(-1, self.num_slots + 1, self.embed_dim)[:, 1:]
-        return torch.tanh(self.score(tokens).squeeze(-1))
+        return torch.tanh(self.score(tokens)).flatten(1)  # (B, K * columns)
 
 
 class SlotLogits(nn.Module):
-    """Admit head: one logit per slot (shared per-slot weights) and an *advance* logit from the global token."""
+    """Admit head: one logit per slot (shared per-slot weights) and an *advance* logit from the
+    global token; with preemption control (``Discrete(4K + 1)``) also three logits per slot for
+    *preempt it with mode m* (recompute, swap, restart), in the env's order ``K + 1 + 3 i + m``."""
 
-    def __init__(self, embed_dim: int, num_slots: int) -> None:
+    def __init__(self, embed_dim: int, num_slots: int, action_space: spaces.Space) -> None:
         super().__init__()
+        n = int(getattr(action_space, "n", -1))
+        if n not in (num_slots + 1, 4 * num_slots + 1):
+            raise ConfigError(f"admit policy: action space {action_space} does not match {num_slots} slots")
         self.embed_dim, self.num_slots = embed_dim, num_slots
         self.slot = nn.Linear(embed_dim, 1)
         self.advance = nn.Linear(embed_dim, 1)
-        for layer in (self.slot, self.advance):
-            nn.init.orthogonal_(layer.weight, gain=0.01)
-            nn.init.zeros_(layer.bias)
+        self.preempt = nn.Linear(embed_dim, 3) if n == 4 * num_slots + 1 else None
+        for layer in (self.slot, self.advance, self.preempt):
+            if layer is not None:
+                nn.init.orthogonal_(layer.weight, gain=0.01)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         tokens = latent.view(-1, self.num_slots + 1, self.embed_dim)
-        return torch.cat([self.slot(tokens[:, 1:]).squeeze(-1), self.advance(tokens[:, 0])], dim=1)
+        logits = [self.slot(tokens[:, 1:]).squeeze(-1), self.advance(tokens[:, 0])]
+        if self.preempt is not None:
+            logits.append(self.preempt(tokens[:, 1:]).flatten(1))
+        return torch.cat(logits, dim=1)
 
 
 class _SetPolicyMixin:
@@ -187,7 +204,7 @@ class _SetPolicyMixin:
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)  # type: ignore[misc]  # makes log_std, value_net, a flat action_net
         encoder = self.features_extractor  # type: ignore[attr-defined]
-        self.action_net = self.head_class(encoder.embed_dim, encoder.num_slots)
+        self.action_net = self.head_class(encoder.embed_dim, encoder.num_slots, self.action_space)  # type: ignore[attr-defined]
         # the optimizer must see the per-slot head's parameters, not the replaced flat layer's
         self.optimizer = self.optimizer_class(  # type: ignore[attr-defined]
             self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs  # type: ignore[attr-defined]
