@@ -14,9 +14,11 @@ from stable_baselines3 import PPO
 
 import baselines
 import llmsched_env  # noqa: F401  (registers the environments)
+from llmsched_env.envs.serve import GLOBAL_FEATURES
 from llmsched_env.sim import FCFS, simulate
+from llmsched_env.sim.observe import NUM_REQUEST_FEATURES
 from llmsched_env.sim.validation import ConfigError
-from train.agents import attach_info, load_model, load_policy, policy_action, run_episode
+from train.agents import act, attach_info, load_model, load_policy, policy_action, run_episode
 from train.bc import behaviour_clone, collect, imitation_loss
 from train.cli import main
 from train.config import TrainConfig, linear_schedule
@@ -140,6 +142,44 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path, mode):
         obs, _, terminated, truncated, _ = env.step(a if mode == "rank" else int(a))
         if terminated or truncated:
             break
+
+
+@pytest.mark.parametrize("mode, control", [("rank", False), ("admit", False), ("rank", True), ("admit", True)])
+def test_fast_act_is_the_deterministic_predict(mode, control):
+    kwargs = dict(TINY_ENV, action_mode=mode, preemption_control=control, num_gpu_blocks=1500)
+    env = gym.make("llmsched/Serve-v1", **kwargs)
+    algo, policy = (PPO, SetRankPolicy) if mode == "rank" else (MaskablePPO, SetAdmitPolicy)
+    model = algo(policy, env, n_steps=64, batch_size=64, seed=0, device="cpu", policy_kwargs=TINY_NET)
+    model.learn(64)
+    obs, _ = env.reset(options={"sim_seed": 2})
+    for _ in range(40):
+        extra = {"action_masks": env.unwrapped.action_masks()} if mode == "admit" else {}
+        expected, _ = model.predict(obs, deterministic=True, **extra)
+        action = act(model, env, obs)
+        if mode == "admit":
+            assert action == int(expected)
+        else:
+            np.testing.assert_allclose(action, expected, rtol=0, atol=1e-6)
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+
+
+def test_traced_encoder_equals_the_module_for_any_number_of_slots(tmp_path):
+    model, _ = tiny_model("rank")
+    model.learn(64)
+    model.save(tmp_path / "m.zip")
+    agent = load_policy(tmp_path / "m.zip")
+    assert agent.encoder is not None
+    generator = torch.Generator().manual_seed(0)
+    for n in (1, 3, 8):
+        obs = {
+            "requests": torch.rand(1, n, NUM_REQUEST_FEATURES, generator=generator),
+            "mask": (torch.arange(n) < max(n - 1, 1)).float().unsqueeze(0),
+            "globals": torch.rand(1, len(GLOBAL_FEATURES), generator=generator),
+        }
+        with torch.no_grad():
+            torch.testing.assert_close(agent.encoder(obs), agent.model.policy.features_extractor(obs), rtol=0, atol=1e-6)
 
 
 def test_loaded_policy_simulates_like_its_env_and_like_simulate():

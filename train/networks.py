@@ -155,7 +155,7 @@ class SlotScores(nn.Module):
         nn.init.orthogonal_(self.score.weight, gain=0.01)  # start near 0: all orders equally likely
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        tokens = latent.view(-1, self.num_slots + 1, self.embed_dim)[:, 1:]
+        tokens = latent.view(latent.shape[0], -1, self.embed_dim)[:, 1:]  # any number of slots (see act)
         return torch.tanh(self.score(tokens)).flatten(1)  # (B, K * columns)
 
 
@@ -179,7 +179,7 @@ class SlotLogits(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        tokens = latent.view(-1, self.num_slots + 1, self.embed_dim)
+        tokens = latent.view(latent.shape[0], -1, self.embed_dim)  # any number of slots (see act)
         logits = [self.slot(tokens[:, 1:]).squeeze(-1), self.advance(tokens[:, 0])]
         if self.preempt is not None:
             logits.append(self.preempt(tokens[:, 1:]).flatten(1))
