@@ -24,6 +24,11 @@ demotion, the end of a preemptible window), so the engine's fast path stays exac
 
     python benchmarks/bench_baselines.py            # full grid, 5 seeds (900 runs, 11 min on 2 cores)
     python benchmarks/bench_baselines.py --quick    # 2 seeds, fewer requests
+    python benchmarks/bench_baselines.py --admission-preemption   # vLLM V0's priority preemption
+
+By default a waiting request is admitted only into free KV blocks (vLLM V1, ``Serve-v1``);
+``--admission-preemption`` lets it evict lower-priority KV holders to get in (vLLM V0's priority
+scheduling, ``Serve-v0``), where the preemptive policies pay a recompute for every eviction.
 """
 
 from __future__ import annotations
@@ -82,12 +87,13 @@ class Job:
     predictor: PredictorConfig | None
     requests: int
     system: str | None = None
+    admission_preemption: bool = False
 
 
 def run_job(job: Job) -> dict[str, float]:
     workload, engine, _, _ = CONFIGS[job.config]
     config = SimConfig(
-        engine=engine,
+        engine=dataclasses.replace(engine, admission_preemption=job.admission_preemption),
         workload=dataclasses.replace(workload, num_requests=job.requests),
         predictor=job.predictor or PredictorConfig(),
         load=job.load,
@@ -135,12 +141,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 seeds and a quarter of the requests")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--admission-preemption", action="store_true", help="waiting requests may evict KV holders (vLLM V0)")
     args = parser.parse_args()
+    admit = args.admission_preemption
     seeds = range(2 if args.quick else args.seeds)
     scale = 0.25 if args.quick else 1.0
     requests = {name: max(200, int(c[2] * scale)) for name, c in CONFIGS.items()}
 
-    print(f"machine: {machine()}; seeds {list(seeds)}; requests per run {requests}")
+    print(f"machine: {machine()}; seeds {list(seeds)}; requests per run {requests}; admission_preemption={admit}")
     for name in ("sharegpt", "alpaca-like/48"):
         prompt, output = (np.asarray(x) for x in sample_lengths(CONFIGS[name][0], 100_000, 0))
         print(
@@ -163,7 +171,7 @@ def main() -> None:
     for system in baselines.systems.SYSTEMS:
         for load in SYSTEM_LOADS:
             jobs += [Job("sharegpt", load, s, system, None, requests["sharegpt"], system=system) for s in seeds]
-    jobs = list(dict.fromkeys(jobs))  # the sweeps repeat some main-table runs
+    jobs = [dataclasses.replace(job, admission_preemption=admit) for job in dict.fromkeys(jobs)]  # the sweeps repeat some runs
 
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -171,7 +179,7 @@ def main() -> None:
     print(f"{len(jobs)} simulations in {time.perf_counter() - t0:.0f} s\n")
 
     def series(name, load, spec, pred, metric, system=None) -> list[float]:
-        return [results[Job(name, load, s, spec, pred, requests[name], system)][metric] for s in seeds]
+        return [results[Job(name, load, s, spec, pred, requests[name], system, admit)][metric] for s in seeds]
 
     def gain(name, load, spec, pred, metric) -> list[float]:
         """FCFS / policy, seed by seed (common random numbers)."""

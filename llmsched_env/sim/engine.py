@@ -645,6 +645,8 @@ class Engine:
         mark = it + 1
         chunked = self.chunked
         prefilling_left = self.n_prefilling
+        if prefilling_left == 0 and self.n_swapped == 0 and len(self.live) == len(self.holders):
+            return  # everyone holds KV and has prefilled: skip the walk over the live requests
         for r in self.live:
             if self._seats == 0 or self._budget == 0:
                 break
