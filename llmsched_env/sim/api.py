@@ -11,6 +11,8 @@ and sees exactly the same predictions.
 
 from __future__ import annotations
 
+import gc
+
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -201,7 +203,15 @@ def simulate(
     engine, rate, capacity = build_engine(
         config, policy, seed=seed, cost_model=cost_model, on_record=on_record, series=series
     )
-    engine.run()
+    # A run allocates one object per request and frees them by reference counting; the cyclic
+    # collector would only rescan live requests again and again (25 % of a 100k-request run).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        engine.run()
+    finally:
+        if collecting:
+            gc.enable()
     hw = resolve_hardware(config.engine, cost_model)
     duration = engine.now
     series.arrivals_end_s = engine.last_arrival_time
