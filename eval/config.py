@@ -49,9 +49,10 @@ from llmsched_env.sim.validation import (
 from llmsched_env.sim.workload import LENGTH_KINDS
 
 DEFAULT_SIM = SimConfig(
-    # 3,000 requests per run: the default grid (6 baselines x 3 loads x 3 seeds) takes about 40 s
-    # on two cores, and the stability verdict is clear at load 0.95 (with 2,000 it is often
-    # "inconclusive" there; 4,000 takes twice as long, unstable runs growing faster than linearly).
+    # 3,000 requests per run: the default grid (9 baselines and the bundled agent x 3 loads x 3
+    # seeds = 90 runs) takes about 60 s on two cores, 75 s with start-up, plots and TensorBoard
+    # (measured; the agent's runs are most of it), and the stability verdict is mostly clear at
+    # load 0.95 (with 2,000 it is often "inconclusive" there).
     workload=WorkloadConfig(lengths="sharegpt", num_requests=3000),
     # Interactive-chat targets (a choice, not a published figure): first token within 2 s,
     # then at least 10 tokens/s (100 ms per token, faster than reading speed).

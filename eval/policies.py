@@ -6,7 +6,7 @@
   (built by the training package); its label is the file name without ``.zip``. It runs through
   its Gymnasium environment: the loaded object's ``simulate(config, seed)`` replaces the engine's.
 * ``all-baselines`` expands to every registered baseline with default parameters and
-  ``bundled-agents`` to every ``models/*.zip`` shipped with the project (none yet: nothing).
+  ``bundled-agents`` to every ``models/*.zip`` shipped with the project (``models/README.md``).
 
 Policies are built afresh for every run (a policy may keep per-run state), in the worker process
 that runs it; :func:`expand` builds each once up front so that mistakes fail before any run.

@@ -431,3 +431,23 @@ def test_ranking_loss_counts_the_teachers_ordered_pairs():
     expected = np.mean(np.log1p(np.exp(-np.array([0.5, 1.0, 0.5]) / RANKING_TEMPERATURE)))
     assert _ranking_loss(right, targets, occupied).item() == pytest.approx(expected, rel=1e-5)
     assert _ranking_loss(wrong, targets, occupied).item() > 9.0
+
+
+def test_rl_zoo3_hyperparameters_build_the_same_ppo():
+    """configs/train/rl_zoo3.yml (rl-zoo3's format: the policy by dotted name, policy_kwargs as a
+    Python expression) builds PPO with the set policy and the default config's hyperparameters."""
+    import importlib
+
+    entry = yaml.safe_load((ROOT / "configs" / "train" / "rl_zoo3.yml").read_text())["llmsched/Serve-v1"]
+    module, _, name = entry.pop("policy").rpartition(".")
+    policy = getattr(importlib.import_module(module), name)
+    assert policy is SetRankPolicy
+    policy_kwargs = eval(entry.pop("policy_kwargs"))  # what rl-zoo3 does with it
+    n_envs, n_timesteps = entry.pop("n_envs"), entry.pop("n_timesteps")
+    default = TrainConfig()
+    assert (n_envs, n_timesteps) == (default.n_envs, default.n_timesteps)
+    for key, value in entry.items():
+        assert default.hyperparams[key] == pytest.approx(value), key
+    assert policy_kwargs == default.hyperparams["policy_kwargs"]
+    model = PPO(policy, gym.make("llmsched/Serve-v1", **TINY_ENV), device="cpu", policy_kwargs=policy_kwargs, **entry)
+    assert isinstance(model.policy, SetRankPolicy)

@@ -184,7 +184,13 @@ class ServeEnv(gym.Env):
     ``TimeLimit`` wrapper (``max_episode_steps``, a safety net). ``info`` at every step: time,
     arrived, completed, tokens, preemptions, KV utilisation; at the end, ``info["summary"]``, the run
     summary of ``llmsched_env.sim.metrics`` (latency percentiles, TTFT, TPOT, throughput,
-    unfinished count, ...).
+    unfinished count, ...). The ``TimeLimit`` wrapper cuts an episode from outside, so its last
+    ``info`` has no summary: use ``max_time_s`` to end episodes by time with one.
+
+    A heuristic driven through the actions (``baselines.agent.PolicyAgent``) gives exactly the
+    engine's run with that policy when every request in the system is visible (``num_slots`` at
+    least the requests present) and, in ``admit`` mode, for FCFS; with fewer slots the requests
+    beyond them keep FCFS order, which the engine's policy would not.
 
     ## Arguments
 
@@ -324,7 +330,9 @@ class ServeEnv(gym.Env):
     def from_config(cls, config: SimConfig, **options: Any) -> "ServeEnv":
         """An env over a full :class:`SimConfig` (engine, workload, predictor, load or rate, SLO,
         time limit, decision interval); ``options`` are the env's own arguments (``num_slots``,
-        ``action_mode``, ``reward``, ...)."""
+        ``action_mode``, ``reward``, ...). The workload of an episode comes from ``reset``
+        (``options={"sim_seed": n}`` serves ``simulate(config, seed=n)``'s requests), not from
+        ``config.seed``."""
         import dataclasses
 
         c = config
