@@ -37,14 +37,18 @@ import argparse
 import dataclasses
 import math
 import os
-import platform
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+if not __package__:  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import baselines
+from benchmarks.machine import describe  # noqa: E402
 from llmsched_env.sim import EngineConfig, PredictorConfig, SimConfig, WorkloadConfig, simulate
 from llmsched_env.sim.workload import sample_lengths
 
@@ -127,13 +131,7 @@ def row(cells: list[str], widths: list[int]) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return describe()
 
 
 def main() -> None:

@@ -10,14 +10,17 @@ is included, as in a training loop. For comparison the script also times Gymnasi
 
 from __future__ import annotations
 
-import os
-import platform
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
+if not __package__:  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import llmsched_env
+from benchmarks.machine import describe  # noqa: E402
 
 
 def fcfs_scores(env) -> np.ndarray:
@@ -74,13 +77,7 @@ def cartpole() -> float:
 
 
 def main() -> None:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+    print(f"machine: {describe()}; "
           f"simulator compiled: {llmsched_env.sim.COMPILED}")
     print(f"{'action mode':<12}{'agent':<8}{'steps':>8}{'steps/s':>10}")
     for mode in ("rank", "admit"):

@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+if not __package__:  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from train.config import TrainConfig, algo_class, policy_class, resolve_device
-
 
 BASELINES = ("fcfs", "sjf", "trail", "srpt")
 METRICS = (("e2e_mean_s", "e2e mean"), ("e2e_p99_s", "e2e p99"), ("ttft_mean_s", "TTFT mean"), ("output_tokens_per_s", "tokens/s"))
@@ -115,12 +119,7 @@ def main() -> None:
     env_rate = steps / (time.perf_counter() - start)
     venv.close()
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     kwargs = config.algo_kwargs()
     print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}")
     print(

@@ -29,8 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from llmsched_env.sim import available_hardware, available_length_presets
 from llmsched_env.cli_args import ArgumentParser
+from llmsched_env.sim import available_hardware, available_length_presets
 from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate

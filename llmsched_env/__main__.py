@@ -13,9 +13,9 @@ import math
 import sys
 import time
 
+from .cli_args import ArgumentParser
 from .sim import SimConfig, available_hardware, available_length_presets, load_config, simulate
 from .sim.engine_config import BATCHING_RULES
-from .cli_args import ArgumentParser
 from .sim.validation import ConfigError
 
 

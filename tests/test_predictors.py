@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llmsched_env.sim.config import dataclass_from_dict
 from llmsched_env.sim.predictors import (
     PredictorConfig,
     bucket_of,
@@ -13,7 +14,6 @@ from llmsched_env.sim.predictors import (
     make_predictor,
     miss_matrix,
 )
-from llmsched_env.sim.config import dataclass_from_dict
 from llmsched_env.sim.request import RequestBatch
 from llmsched_env.sim.validation import ConfigError
 

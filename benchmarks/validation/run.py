@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 import traceback
@@ -21,6 +20,7 @@ from pathlib import Path
 if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from benchmarks.machine import describe  # noqa: E402
 from benchmarks.validation import CASES  # noqa: E402
 from benchmarks.validation.common import CaseResult, table  # noqa: E402
 
@@ -40,7 +40,7 @@ def run_case(key: str, quick: bool, out: Path, workers: int) -> tuple[CaseResult
 
 def write_report(results: list[CaseResult], out: Path, quick: bool, wall_s: float) -> Path:
     """``out/report.md`` (summary table, then one section per case) and ``out/summary.json``."""
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = describe()
     lines = [
         "# llmsched validation report",
         "",

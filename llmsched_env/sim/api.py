@@ -12,7 +12,6 @@ and sees exactly the same predictions.
 from __future__ import annotations
 
 import gc
-
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
