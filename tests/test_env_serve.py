@@ -312,3 +312,41 @@ def test_bad_kwargs_name_the_argument(kwargs, message):
 def test_spec_is_json_serialisable():
     env = make(engine_kwargs=dict(watermark=0.02), workload_kwargs=dict(arrival_cv=2.0), arrival="gamma")
     assert "watermark" in env.spec.to_json()
+
+
+def test_preemption_cost_features_and_free_swap_follow_a_swap():
+    """Per slot: the tokens a recompute would prefill again and the KV a swap would move; globally
+    the free swap space, which a swap-out of that request reduces by exactly its blocks."""
+    env = make(preemption_control=True, num_requests=60, load=1.0)
+    u = env.unwrapped
+    rng = np.random.default_rng(0)
+    obs, info = env.reset(seed=3)
+    for _ in range(30):
+        action = np.zeros((u.num_slots, 5), dtype=np.float32)
+        action[:, 0] = rng.uniform(-1, 1, u.num_slots)
+        action[:, 1] = -1.0  # nobody evicted yet
+        obs, *_ = env.step(action)
+    u.engine.sync()
+    column = {name: i for i, name in enumerate(llmsched_env.sim.observe.REQUEST_FEATURES)}
+    holders = [i for i, r in enumerate(u.slots) if r.blocks > 0 and r.state == RequestState.RUNNING]
+    assert holders
+    i = holders[0]
+    r = u.slots[i]
+    blocks = -(-r.kv_tokens // u.config.engine.block_size)
+    assert obs["requests"][i, column["recompute_tokens"]] == pytest.approx(math.log1p(r.kv_tokens) / math.log1p(16384), rel=1e-6)
+    assert obs["requests"][i, column["swap_fraction"]] == pytest.approx(blocks / u.engine.num_blocks, rel=1e-6)
+    swap_total = u.engine.swap_capacity_blocks
+    free_before = obs["globals"][GLOBAL_FEATURES.index("free_swap")]
+    assert free_before == pytest.approx(u.engine.free_swap_blocks / swap_total, rel=1e-6)
+    action = np.zeros((u.num_slots, 5), dtype=np.float32)
+    action[:, 1] = -1.0
+    action[i, 1] = 1.0  # evict slot i now ...
+    action[i, 3] = 1.0  # ... by swapping it out
+    swapped_before = r.swap_preemptions
+    free_blocks_before = u.engine.free_swap_blocks
+    obs, *_ = env.step(action)
+    assert r.swap_preemptions == swapped_before + 1
+    # the swap-out took its blocks; whatever came back in since gave its blocks back
+    assert u.engine.free_swap_blocks <= free_blocks_before
+    if r.state == RequestState.SWAPPED:
+        assert free_blocks_before - u.engine.free_swap_blocks >= blocks
