@@ -104,9 +104,10 @@ def trail(quick: bool, out: Path, workers: int) -> CaseResult:
         "KV memory, as vLLM does). So Trail acts only through the order of admissions and never preempts, and C, which only "
         "limits preemption, has no effect. Trail's reference implementation (its sglang patch) also preempts when the batch "
         "is full of running requests; that is the missing mechanism. Below saturation (load 0.8) the queue is nearly empty "
-        "and both policies coincide. On ShareGPT (KV-bound) a preemption means recomputing a long prompt, and Trail's "
-        "evictions cost more than the reordering gains. Load 1.1 is an overload, so its gains grow with the run length "
-        "(the baselines benchmark, 4,000 requests and 5 seeds, reports about 1.65× / 2.0×).",
+        "and both policies coincide. On ShareGPT (KV-bound) a waiting request is admitted only into free KV (vLLM V1), so "
+        "Trail again only reorders the queue; with `admission_preemption` (vLLM V0's priority preemption) its evictions "
+        "recompute 2,340-token prompts and it loses to FCFS (`benchmarks/bench_baselines.py --admission-preemption`). "
+        "Load 1.1 is an overload, so its gains grow with the run length.",
     ])
     return CaseResult(
         key="6",
