@@ -106,14 +106,14 @@ def check_fits(config: SimConfig, num_blocks: int, sample: int = 1000) -> None:
                 f"longer, and this rule cannot chunk a prefill, so they would all be rejected; expected at least "
                 f"{int(np.percentile(prompt, 99.9)) + 1} (or batching='sarathi')"
             )
-    capacity_tokens = num_blocks * config.engine.block_size
+    capacity_tokens = num_blocks * engine.block_size
     too_long = int(np.count_nonzero(np.asarray(prompt) > capacity_tokens))
     if too_long * 2 > len(prompt):
         raise ConfigError(
             f"num_gpu_blocks={num_blocks} holds {capacity_tokens} tokens of KV, smaller than the prompt of "
             f"{too_long} of {len(prompt)} sampled requests of workload lengths={config.workload.lengths!r} "
             f"(median prompt {int(np.median(prompt))} tokens): expected a KV cache of at least "
-            f"{int(np.max(prompt)) // config.engine.block_size + 1} blocks, or a shorter workload"
+            f"{int(np.max(prompt)) // engine.block_size + 1} blocks, or a shorter workload"
         )
 
 

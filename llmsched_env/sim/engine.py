@@ -29,10 +29,10 @@ block each time its context crosses a block boundary. A request left out of a ba
 blocks that are not free, the lowest-priority holders below it are preempted (it preempts itself
 if there are none). Admission takes only free blocks, as in vLLM V1: a waiting request waits for
 memory even when it outranks holders; with ``admission_preemption`` (vLLM V0's priority
-scheduling) it may instead preempt lower-priority holders to be admitted. Preemption modes: ``recompute`` (free the KV, prefill prompt + generated
-tokens again), ``swap`` (KV to CPU swap space over PCIe, back in later; a swap that does not fit
-the swap space falls back to recompute and is counted), ``restart`` (free the KV and lose the
-generated tokens). The mode of each preemption is the policy's ``preemption_mode(request, engine)``
+scheduling) it may instead preempt lower-priority holders to be admitted. Preemption modes:
+``recompute`` (free the KV, prefill prompt + generated tokens again), ``swap`` (KV to CPU swap
+space over PCIe, back in later; a swap that does not fit the swap space falls back to recompute
+and is counted), ``restart`` (free the KV and lose the generated tokens). The mode of each preemption is the policy's ``preemption_mode(request, engine)``
 when it has one, else the engine's default; an agent may also preempt a request itself between
 steps (:meth:`Engine.evict`).
 
@@ -387,17 +387,14 @@ class Engine:
                     f"policy {name!r} returned priority {s!r} for request {r.id}: expected a finite number"
                 ) from None
             if not math.isfinite(score):
-                raise ConfigError(
-                    f"policy {getattr(self.policy, 'name', self.policy)!r} returned priority {score!r} for request "
-                    f"{r.id}: expected a finite number"
-                )
+                raise ConfigError(f"policy {name!r} returned priority {score!r} for request {r.id}: expected a finite number")
             r.priority = score
 
     # ------------------------------------------------------------------------------ main loop
     @property
     def done(self) -> bool:
         """True when every request has left the system, or the time limit was reached."""
-        return (self._exhausted and not self.live and not self._submitted) or self.now >= self.max_time
+        return not self.workload_left or self.now >= self.max_time
 
     @property
     def workload_left(self) -> bool:
