@@ -23,6 +23,7 @@ and return seconds.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass, field
 
 from .validation import ConfigError, check_choice, check_number, check_positive, fail
@@ -325,8 +326,23 @@ LLAMA2_70B = ModelSpec("Llama-2-70b-hf", num_layers=80, num_kv_heads=8, head_dim
 # ~80 % of that as the effective pinned-memory copy rate, 25 and 50 GB/s (assumed, not measured).
 A100_80GB = GPUSpec("A100-SXM4-80GB", memory_bytes=80 * 2**30, pcie_bytes_per_s=25e9)
 H100_80GB = GPUSpec("H100-SXM5-80GB", memory_bytes=80 * 2**30, pcie_bytes_per_s=50e9)
+# The 40 GB A100 (SXM4): half the memory, the same PCIe 4.0 link.
+A100_40GB = GPUSpec("A100-SXM4-40GB", memory_bytes=40 * 2**30, pcie_bytes_per_s=25e9)
 
 _FIT_SCRIPT = "benchmarks/fit_cost_models.py"
+# DESIGN fit "B" and the decode-only fit of Vidur's Llama-2-7B A100 iteration times (4,000 random
+# batches timed by Vidur's predictor on its A100 profiles); f = 32 layers x 1.39e-7 ms, the c*kv
+# term of the per-layer prefill-attention fit. Re-derived by _FIT_SCRIPT.
+_LLAMA2_7B_A100 = LinearCostModel(
+    intercept_ms=6.899,
+    prefill_token_ms=0.06442,
+    decode_ms=0.09929,
+    decode_ctx_ms=2.723e-4,
+    prefill_sq_ms=4.587e-6,
+    prefill_ctx_ms=32 * 1.39e-7,
+    decode_only_ms=(9.15, 0.07077, 2.73e-4),
+    name="llama2-7b/a100",
+)
 _PRESETS: dict[str, HardwarePreset] = {
     p.name: p
     for p in (
@@ -334,21 +350,18 @@ _PRESETS: dict[str, HardwarePreset] = {
             name="llama2-7b/a100",
             model=LLAMA2_7B,
             gpu=A100_80GB,
-            # DESIGN.md §3: fit "B" and the decode-only fit of
-            # ../shared/data/vidur/derived/iteration_time_model_Llama-2-7b-hf_a100_tp1.json (4,000 random
-            # batches timed by Vidur's predictor on its A100 profiles). f = 32 layers x 1.39e-7 ms, the c*kv
-            # term of the per-layer prefill-attention fit in the same file. Re-derived by _FIT_SCRIPT.
-            cost=LinearCostModel(
-                intercept_ms=6.899,
-                prefill_token_ms=0.06442,
-                decode_ms=0.09929,
-                decode_ctx_ms=2.723e-4,
-                prefill_sq_ms=4.587e-6,
-                prefill_ctx_ms=32 * 1.39e-7,
-                decode_only_ms=(9.15, 0.07077, 2.73e-4),
-                name="llama2-7b/a100",
-            ),
-            source="Vidur profiling data (github.com/microsoft/vidur, MIT), fits in DESIGN.md §3",
+            cost=_LLAMA2_7B_A100,
+            source="Vidur profiling data (github.com/microsoft/vidur, MIT), fitted by " + _FIT_SCRIPT,
+        ),
+        HardwarePreset(
+            name="llama2-7b/a100-40gb",
+            model=LLAMA2_7B,
+            gpu=A100_40GB,
+            # Timing of the 80 GB A100 profile (Vidur profiled only the 80 GB SXM4): the KV capacity
+            # is the 40 GB card's (2,816 blocks), but the 40 GB card's HBM2 (1.56 TB/s against the
+            # 80 GB card's 2.04 TB/s) makes its memory-bound decodes slower than this model says.
+            cost=dataclasses.replace(_LLAMA2_7B_A100, name="llama2-7b/a100-40gb"),
+            source="Vidur A100-80GB profiling data (as llama2-7b/a100), KV capacity of a 40 GB A100",
         ),
         HardwarePreset(
             name="llama2-7b/h100",
