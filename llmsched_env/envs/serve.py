@@ -376,7 +376,7 @@ class ServeEnv(gym.Env):
         self.records = RecordBuffer()
         self.series = TimeSeries()
         self.engine, self.rate, self.capacity = build_engine(
-            self.config, self.policy, seed=self.sim_seed, on_record=self.records.append, series=self.series
+            self.config, self.policy, seed=self.sim_seed, on_record=self._on_record, series=self.series
         )
         self._admitted = 0  # admission counter (admit mode)
         self._rate_gap = math.nan  # smoothed inter-arrival time
@@ -429,6 +429,10 @@ class ServeEnv(gym.Env):
         info["invalid_action"] = invalid
         return observation, reward, self._finished and not self._truncated, self._truncated, info
 
+    def _on_record(self, r: Request) -> None:
+        self.records.append(r)
+        self.series.add_arrival(r.arrival)
+
     def _advance(self) -> float:
         """Run the engine to the next decision epoch; the reward of the time that passed."""
         engine = self.engine
@@ -472,9 +476,10 @@ class ServeEnv(gym.Env):
                 continue
             arrival, first, finish = columns["arrival"][i], columns["first_token_time"][i], columns["finish_time"][i]
             out = columns["output_len"][i]
-            ok = self._slo.ttft_s is None or first - arrival <= self._slo.ttft_s
-            if ok and self._slo.tpot_s is not None and out > 1:
-                ok = (finish - first) / (out - 1) <= self._slo.tpot_s
+            # the request's own targets: its class's, else the run's (inf: none)
+            ok = first - arrival <= columns["ttft_slo_s"][i]
+            if ok and out > 1:
+                ok = (finish - first) / (out - 1) <= columns["tpot_slo_s"][i]
             met += int(ok)
         return met / self.config.workload.num_requests
 
@@ -635,6 +640,7 @@ class ServeEnv(gym.Env):
                 duration=max(engine.now, 1e-12),
                 slo=self._slo,
                 kv_bytes_per_block=resolve_hardware(self.config.engine).kv_bytes_per_block,
+                class_names=self.config.class_names,
             )
         return info
 

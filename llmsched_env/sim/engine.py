@@ -206,6 +206,9 @@ class Engine:
         self.kv_blocks_used_max = 0
         self._chunks: Iterator[RequestBatch] = iter(workload)
         self._pending: list[tuple[int, float, int, int, float]] = []  # rows of the current chunk
+        self._pending_classes: list[int] | None = None  # the chunk's request classes and SLO targets
+        self._pending_ttft: list[float] | None = None
+        self._pending_tpot: list[float] | None = None
         self._pending_pos = 0
         self._refresh_values: Any = None  # numpy array of the current chunk's refreshed predictions
         self._refresh_offsets: list[int] | None = None
@@ -240,6 +243,9 @@ class Engine:
             self._pending = list(
                 zip(ids, batch.arrival_time.tolist(), batch.prompt_len.tolist(), batch.output_len.tolist(), batch.predicted_len.tolist())
             )
+            self._pending_classes = batch.slo_class.tolist() if batch.slo_class is not None else None
+            self._pending_ttft = batch.ttft_slo_s.tolist() if batch.ttft_slo_s is not None else None
+            self._pending_tpot = batch.tpot_slo_s.tolist() if batch.tpot_slo_s is not None else None
             self._pending_pos = 0
             if batch.refresh_offsets is not None and batch.refresh_values is not None:
                 self._refresh_offsets = batch.refresh_offsets.tolist()
@@ -307,12 +313,18 @@ class Engine:
             lo, hi = offsets[pos], offsets[pos + 1]
             if hi > lo:
                 refresh = self._refresh_values[lo:hi].tolist()
+        r = Request(rid, arrival, prompt, output, predicted, refresh)
+        if self._pending_classes is not None:
+            r.slo_class = self._pending_classes[pos]
+        if self._pending_ttft is not None and self._pending_tpot is not None:
+            r.ttft_slo_s = self._pending_ttft[pos]
+            r.tpot_slo_s = self._pending_tpot[pos]
         self._pending_pos = pos + 1
         if self._pending_pos < len(self._pending):
             self._next_workload_arrival = self._pending[self._pending_pos][1]
         else:
             self._load_next_chunk()
-        return Request(rid, arrival, prompt, output, predicted, refresh)
+        return r
 
     def _can_never_serve(self, r: Request) -> bool:
         peak_kv = r.prompt_len + max(r.output_len, 1) - 1
