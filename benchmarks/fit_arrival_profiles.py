@@ -43,6 +43,15 @@ PROFILES = {
         license="CC-BY-4.0",
         citation="Patel et al., Splitwise: Efficient generative LLM inference using phase splitting, ISCA 2024",
     ),
+    "azure-code": dict(
+        file="azure_llm_2023_code.csv.gz",
+        description="Azure LLM inference trace 2023, coding service: its request rate over the hour, "
+        "in 10-second bins (Poisson noise removed, see the fit); on/off traffic",
+        origin="github.com/Azure/AzurePublicDataset data/AzureLLMInferenceTrace_code.csv",
+        commit="b469a113cedca53ddc3bdea71a143dc4b7d8700c",
+        license="CC-BY-4.0",
+        citation="Patel et al., Splitwise: Efficient generative LLM inference using phase splitting, ISCA 2024",
+    ),
 }
 
 

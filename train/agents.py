@@ -68,7 +68,11 @@ def policy_action(policy: Policy, env: gym.Env) -> np.ndarray | int:
 
 def agent_options(env_kwargs: dict[str, Any]) -> dict[str, Any]:
     """The env options that define how an agent acts (``AGENT_OPTIONS``), defaults filled in."""
-    defaults = ServeEnv.__init__.__kwdefaults__
+    import dataclasses
+
+    from llmsched_env.scenarios import EnvOptions
+
+    defaults = {**dataclasses.asdict(EnvOptions()), "decision_interval": 0}
     return {key: env_kwargs.get(key, defaults[key]) for key in AGENT_OPTIONS}
 
 
