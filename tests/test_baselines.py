@@ -339,7 +339,7 @@ def test_ordering_theory_guarantees_when_batch_slots_bind():
 
 def test_available_and_describe():
     assert baselines.available() == [
-        "cost-aware", "fcfs", "mlfq", "sjf", "sprpt", "srpt", "swap-first", "trail", "vllm-recompute"
+        "cost-aware", "fcfs", "mcsf", "mlfq", "sjf", "sprpt", "srpt", "swap-first", "trail", "vllm-recompute"
     ]
     for name in baselines.available():
         text = baselines.describe(name)
