@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bc-teacher", help="behaviour-clone this baseline before PPO, e.g. sjf (auto: the scenario's strongest)")
     p.add_argument("--bc-episodes", type=int, help="teacher episodes recorded for behaviour cloning")
     p.add_argument("--no-bc", action="store_true", help="no behaviour cloning")
+    p.add_argument("--reward-reference", help="learn the improvement over this baseline's run on the same requests "
+                   "(a baseline, 'teacher', or 'none' for the env's reward)")
     p.add_argument("-i", "--trained-agent", help="resume training from this model .zip")
     p.add_argument("--out", help="run directory (default: <log folder>/<env>__<algo>__<seed>__<time>)")
     p.add_argument("-f", "--log-folder", default="runs", help="parent of the default run directory (runs)")
@@ -112,6 +114,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if args.hyperparams:
         base = data.get("hyperparams", defaults["hyperparams"].default_factory())  # type: ignore[misc]
         data["hyperparams"] = {**(base or {}), **parse_pairs("--hyperparams", args.hyperparams)}
+    if args.reward_reference is not None:
+        data["reward_reference"] = None if args.reward_reference == "none" else args.reward_reference
     if args.no_bc and args.bc_teacher:
         raise ConfigError("--no-bc and --bc-teacher contradict each other: give one")
     if args.no_bc and args.bc_episodes is not None:
@@ -206,6 +210,8 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
     set_random_seed(config.seed)
     eval_seeds = [config.eval_seed + i for i in range(config.eval_episodes)]
     bc_seeds = [] if config.bc is None or resume else _bc_seeds(config, eval_seeds)
+    if bc_seeds:  # the config written out names the teacher it used
+        config = resolve_teacher(config, bc_seeds, say)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     run_info = {
         "device": device,
@@ -287,14 +293,33 @@ def make_env(config: TrainConfig, **kwargs: Any) -> Any:
 
 
 def _reward_wrapper(config: TrainConfig) -> Any:
-    """The env wrapper that makes the reward relative to ``reward_reference`` (None: none)."""
+    """The env wrapper that makes the reward relative to ``reward_reference`` (None: none; by now
+    ``teacher`` has been resolved to the teacher's name, see :func:`resolve_teacher`)."""
     if config.reward_reference is None:
         return None
-    import functools
-
+    if config.reward_reference == "teacher":
+        raise ConfigError("reward_reference='teacher' without behaviour cloning (a resumed run): give the teacher's name")
     from .rewards import ReferenceReward
 
     return functools.partial(ReferenceReward, reference=config.reward_reference)
+
+
+def resolve_teacher(config: TrainConfig, seeds: Sequence[int], say: Any) -> TrainConfig:
+    """The config with ``bc.teacher: auto`` replaced by the scenario's strongest heuristic and
+    ``reward_reference: teacher`` by the teacher's name."""
+    import dataclasses
+
+    from .bc import strongest_heuristic
+
+    if config.bc is None:
+        return config
+    teacher = config.bc.teacher
+    if teacher == "auto":
+        teacher, scores = strongest_heuristic(config.scenario.sim.replace(workload=config.scenario.sim.workload), list(seeds)[:3])
+        ranking = ", ".join(f"{n} {v:.2f} s" for n, v in sorted(scores.items(), key=lambda kv: kv[1]))
+        say(f"llmsched-train: teacher auto: {ranking} (mean latency on {min(3, len(seeds))} workloads): {teacher}")
+    reference = teacher if config.reward_reference == "teacher" else config.reward_reference
+    return dataclasses.replace(config, bc=dataclasses.replace(config.bc, teacher=teacher), reward_reference=reference)
 
 
 def _bc_seeds(config: TrainConfig, avoid: Sequence[int]) -> list[int]:
@@ -316,7 +341,7 @@ def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any, pro
     as bc/* on their own step axis (epochs). Returns the seconds it took."""
     import baselines
 
-    from .bc import behaviour_clone, collect, merge, strongest_heuristic
+    from .bc import behaviour_clone, collect, merge
 
     assert config.bc is not None
     bc = config.bc
@@ -325,12 +350,7 @@ def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any, pro
     wrapper = _reward_wrapper(config)
     if wrapper is not None:
         env = wrapper(env)  # the critic learns the returns PPO will see
-    if bc.teacher == "auto":
-        teacher_name, scores = strongest_heuristic(config.scenario.sim.replace(workload=env.unwrapped.config.workload), seeds[:3])
-        say("llmsched-train: teacher auto: " + ", ".join(f"{n} {v:.2f} s" for n, v in sorted(scores.items(), key=lambda kv: kv[1]))
-            + f" (mean latency on {min(3, len(seeds))} of the cloning workloads): {teacher_name}")
-    else:
-        teacher_name = bc.teacher
+    teacher_name = bc.teacher  # resolved by resolve_teacher
     teacher = baselines.parse(teacher_name)
     history: list[float] = []
     demos = None

@@ -16,7 +16,8 @@ value and what is allowed. Layout::
     seed: 0                           # seeds numpy, torch, python and the envs
     device: auto                      # auto (CUDA when present), cpu, cuda, cuda:N
     hyperparams: {learning_rate: 3.0e-5, n_steps: 256, ..., policy_kwargs: {...}}
-    reward_reference: fcfs            # learn from the improvement over this baseline (null: env reward)
+    reward_reference: fcfs            # learn from the improvement over this baseline (teacher: the BC
+                                      # teacher's; null: the env's reward)
     eval_freq: 25000                  # env steps between evaluations (0: only at the start)
     eval_episodes: 10                 # validation workloads: sim seeds eval_seed, eval_seed + 1, ...
     eval_seed: 10000
@@ -247,9 +248,12 @@ class TrainConfig:
                 baselines.parse(spec)
             except ConfigError as err:
                 raise ConfigError(f"eval_baselines: {err}") from None
+        if self.reward_reference == "teacher" and self.bc is None:
+            raise ConfigError("reward_reference='teacher' needs behaviour cloning (bc): name a baseline or null instead")
         if self.reward_reference is not None:
             try:
-                baselines.parse(self.reward_reference)
+                if self.reward_reference != "teacher":
+                    baselines.parse(self.reward_reference)
             except ConfigError as err:
                 raise ConfigError(f"reward_reference: {err}") from None
             if first.reward != "latency":
