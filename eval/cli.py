@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from llmsched_env.cli_args import ArgumentParser
+from llmsched_env.sim.config import yaml_load
 from llmsched_env.sim import available_hardware, available_length_presets
 from llmsched_env.sim.validation import ConfigError
 
@@ -159,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         if not sep or not key:
             raise ConfigError(f"--set {item!r} is invalid: expected KEY=VALUE, e.g. sim.engine.batching=vllm")
         try:
-            _put(data, key.strip(), yaml.safe_load(text))
+            _put(data, key.strip(), yaml_load(text))
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     for key, value in (("plots", args.no_plots), ("tensorboard", args.no_tensorboard), ("save_requests", args.no_requests)):

@@ -157,12 +157,12 @@ class BCConfig:
             try:
                 baselines.parse(self.teacher)
             except ConfigError as err:
-                raise ConfigError(f"bc.teacher: {err}") from None
-        check_positive("bc.episodes", self.episodes, integer=True)
-        check_positive("bc.epochs", self.epochs, integer=True)
-        check_positive("bc.batch_size", self.batch_size, integer=True)
-        check_positive("bc.learning_rate", self.learning_rate)
-        check_nonnegative("bc.dagger_rounds", self.dagger_rounds, integer=True)
+                raise ConfigError(f"teacher: {err}") from None
+        check_positive("episodes", self.episodes, integer=True)
+        check_positive("epochs", self.epochs, integer=True)
+        check_positive("batch_size", self.batch_size, integer=True)
+        check_positive("learning_rate", self.learning_rate)
+        check_nonnegative("dagger_rounds", self.dagger_rounds, integer=True)
 
 
 DEFAULT_HYPERPARAMS: dict[str, Any] = {
@@ -334,18 +334,15 @@ class TrainConfig:
             scenario = read_scenario(entry["scenario"], overrides, f"{where}: scenarios[{i}]")
             mix.append(TrainScenario(scenario, entry.get("weight", 1.0)))
         kwargs["scenarios"] = tuple(mix)
-        if "bc" in kwargs and kwargs["bc"] is not None:
-            bc = kwargs["bc"]
-            if not isinstance(bc, Mapping):
-                raise fail("bc", bc, "a mapping of behaviour-cloning settings or null")
-            check_known_keys(f"{where}.bc", bc.keys(), [f.name for f in dataclasses.fields(BCConfig)])
-            kwargs["bc"] = BCConfig(**bc)
+        if "bc" in kwargs and kwargs["bc"] is not None and not isinstance(kwargs["bc"], (Mapping, BCConfig)):
+            raise fail("bc", kwargs["bc"], "a mapping of behaviour-cloning settings or null")
         if "eval_baselines" in kwargs:
             value = kwargs["eval_baselines"]
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise fail("eval_baselines", value, "a list of baseline specs")
-            kwargs["eval_baselines"] = tuple(value)
-        return cls(**kwargs)
+        from llmsched_env.sim.config import from_dict
+
+        return from_dict(cls, kwargs, where)  # the project's one reader: bc is built by it
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
