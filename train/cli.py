@@ -252,6 +252,13 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if config.save_freq:
             callbacks.append(CheckpointCallback(max(config.save_freq // config.n_envs, 1), str(out / "checkpoints"), "model"))
+        rollout = int(model.n_steps) * config.n_envs
+        if config.n_timesteps % rollout:
+            runs = -(-config.n_timesteps // rollout) * rollout
+            print(
+                f"llmsched-train: note: PPO collects whole rollouts of {rollout:,} steps (n_steps {model.n_steps} x "
+                f"{config.n_envs} envs), so -n {config.n_timesteps:,} runs {runs:,} steps", file=sys.stderr,
+            )  # fmt: skip
         start = time.perf_counter()
         interrupted = False
         try:
