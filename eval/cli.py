@@ -205,6 +205,14 @@ def config_text(config: EvalConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
+OUTPUT_OPTIONS = ("name", "out", "jobs", "plots", "tensorboard", "save_requests")  # not what is evaluated
+
+
+def _grid(data: dict) -> dict:
+    """What an evaluation evaluates: its config less the output options."""
+    return {k: v for k, v in data.items() if k not in OUTPUT_OPTIONS}
+
+
 def prepare_out_dir(out: Path, config: EvalConfig | None = None, overwrite: bool = False) -> None:
     """Create the output folder, removing a previous evaluation's outputs (and nothing else).
 
@@ -221,8 +229,8 @@ def prepare_out_dir(out: Path, config: EvalConfig | None = None, overwrite: bool
             )
         earlier = out / "config.yaml"
         if config is not None and not overwrite and earlier.exists():
-            previous = "".join(line for line in earlier.read_text().splitlines(keepends=True) if not line.startswith("#"))
-            if previous != config_text(config):
+            previous = yaml.safe_load(earlier.read_text()) or {}
+            if _grid(previous) != _grid(config.to_dict()):
                 raise ConfigError(
                     f"out={str(out)!r} holds the results of a different evaluation (its config.yaml differs): "
                     "expected a new folder (--out DIR or --name NAME), or --overwrite to replace them"
