@@ -31,6 +31,7 @@ import yaml
 
 from llmsched_env.cli_args import ArgumentParser
 from llmsched_env.sim import available_hardware, available_length_presets
+from llmsched_env.sim.cost import describe_hardware
 from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
@@ -68,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--loads", nargs="+", type=float, metavar="X", help="loads (fractions of capacity)")
     grid.add_argument("--rates", nargs="+", type=float, metavar="R", help="arrival rates (requests/s)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="one number N: seeds 0..N-1; several: those seeds")
-    p.add_argument("--hardware", nargs="+", metavar="H", help="model/GPU presets")
+    p.add_argument(
+        "--hardware", nargs="*", metavar="H", help="model/GPU presets; with no value: list them (KV capacity, source) and exit"
+    )
     p.add_argument("--systems", nargs="+", metavar="S", help="engine presets: vllm, orca, sarathi, fastertransformer")
     p.add_argument("--num-requests", type=int, metavar="N", help="requests per run")
     p.add_argument("--predictor", metavar="KIND", help="length predictor: oracle, lognormal, buckets, refining")
@@ -323,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.list:
             print(list_choices())
+            return 0
+        if args.hardware == []:  # a bare --hardware lists the presets
+            print(describe_hardware())
             return 0
         return evaluate(config_from_args(args))
     except ConfigError as err:
