@@ -54,6 +54,17 @@ DERIVED_JSON = DERIVED / "iteration_time_model_Llama-2-7b-hf_a100_tp1.json"
 LLAMA2_7B = "meta-llama/Llama-2-7b-hf"
 LLAMA2_70B = "meta-llama/Llama-2-70b-hf"
 
+
+
+def use_data(folder: Path) -> None:
+    """Read Vidur's data (the layout of its README) from ``folder`` instead of the default."""
+    global VIDUR, PROFILES, DERIVED, DERIVED_JSON
+    VIDUR = Path(folder)
+    PROFILES = VIDUR / "data" / "profiling" / "compute"
+    DERIVED = VIDUR / "derived"
+    DERIVED_JSON = DERIVED / DERIVED_JSON.name
+
+
 # The per-layer ops Vidur's predictor adds up (sklearn_execution_time_predictor.py).
 LAYER_OPS = (
     "attn_pre_proj",
@@ -489,7 +500,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-table", action="store_true",
                         help=f"write the profile-driven presets' tables to {TABLE.relative_to(TABLE.parents[3])}")
-    if parser.parse_args().write_table:
+    parser.add_argument("--vidur", type=Path, default=None, help="Vidur's data folder (default: ../shared/data/vidur)")
+    args = parser.parse_args()
+    if args.vidur is not None:
+        use_data(args.vidur)
+    if args.write_table:
         table = build_table()
         TABLE.write_text(json.dumps(table, separators=(",", ":")) + "\n")
         print(f"wrote {len(table['presets'])} presets to {TABLE} ({TABLE.stat().st_size:,} bytes); not built:")

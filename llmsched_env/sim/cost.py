@@ -52,7 +52,9 @@ class CostModel(abc.ABC):
       its chunk (a chunked prefill attends to its earlier chunks);
     * ``num_decodes`` D = decoding sequences in the batch;
     * ``decode_ctx`` KV = sum over the decodes of the context each attends to (its KV tokens,
-      including the token being processed).
+      including the token being processed);
+    * ``prefill_prior`` = sum of the prior_i (optional, -1 when not known; the engine passes it):
+      Vidur times several prefills of one batch from it (:class:`ProfileCostModel`).
 
     The engine never times an empty batch; what a model returns for one is not meaningful.
     """
@@ -62,7 +64,13 @@ class CostModel(abc.ABC):
 
     @abc.abstractmethod
     def iteration_time(
-        self, prefill_tokens: int, prefill_sq: int, prefill_ctx: int, num_decodes: int, decode_ctx: int
+        self,
+        prefill_tokens: int,
+        prefill_sq: int,
+        prefill_ctx: int,
+        num_decodes: int,
+        decode_ctx: int,
+        prefill_prior: int = -1,
     ) -> float:
         """Seconds taken by one iteration over the batch described by the arguments."""
 
@@ -136,7 +144,13 @@ class LinearCostModel(CostModel):
         s(self, "_dd", decode[2] * 1e-3)
 
     def iteration_time(
-        self, prefill_tokens: int, prefill_sq: int, prefill_ctx: int, num_decodes: int, decode_ctx: int
+        self,
+        prefill_tokens: int,
+        prefill_sq: int,
+        prefill_ctx: int,
+        num_decodes: int,
+        decode_ctx: int,
+        prefill_prior: int = -1,
     ) -> float:
         if prefill_tokens:
             return (
@@ -180,7 +194,13 @@ class StaircaseCostModel(CostModel):
         object.__setattr__(self, "_step", self.step_ms * 1e-3)
 
     def iteration_time(
-        self, prefill_tokens: int, prefill_sq: int, prefill_ctx: int, num_decodes: int, decode_ctx: int
+        self,
+        prefill_tokens: int,
+        prefill_sq: int,
+        prefill_ctx: int,
+        num_decodes: int,
+        decode_ctx: int,
+        prefill_prior: int = -1,
     ) -> float:
         n = self.step_tokens
         return self._base + self._step * ((prefill_tokens + num_decodes + n - 1) // n)
@@ -209,10 +229,11 @@ class ProfileCostModel(CostModel):
       fixed B (``decode_affine``), so at one context the rounding is off by up to half a granule;
     * prefill attention ``p0 + p1*c + p2*c^2 + p3*c*kv`` for one chunk of c tokens after kv prior
       tokens (rounded up to g, exactly as Vidur). Vidur times several prefills in a batch as one
-      chunk of sqrt(sum c_i^2) tokens after the sum of their (rounded) priors, x (1 +
-      ``prefill_batching_overhead``); the batch summary the engine passes has sum(c_i * prior_i)
-      instead of sum(prior_i), so kv is approximated by sum(c_i * prior_i) / sqrt(sum c_i^2) +
-      (g - 1) / 2 there (exact for one chunk; ``benchmarks/bench_cost.py`` measures the error).
+      chunk of sqrt(sum c_i^2) tokens after the sum of their priors (each rounded up to g; here
+      the sum + (g - 1) / 2, exact when one chunk has a prior, the usual case), x (1 +
+      ``prefill_batching_overhead``). Without ``prefill_prior`` the sum of the priors is
+      estimated as sum(c_i * prior_i) / sqrt(sum c_i^2) (``benchmarks/bench_cost.py`` measures
+      both).
     """
 
     linear_ms: tuple[float, ...]
@@ -228,6 +249,8 @@ class ProfileCostModel(CostModel):
     _dec: tuple[float, float, float, float] = field(init=False, repr=False, compare=False)
     _pre: tuple[float, float, float, float] = field(init=False, repr=False, compare=False)
     _half: float = field(init=False, repr=False, compare=False)
+    _attn: tuple[tuple[float, float], ...] = field(init=False, repr=False, compare=False)  # decode attention by D
+    _affine: tuple[tuple[float, float], ...] = field(init=False, repr=False, compare=False)  # decode_affine by D
 
     def __post_init__(self) -> None:
         where = f"ProfileCostModel({self.name!r})"
@@ -250,6 +273,8 @@ class ProfileCostModel(CostModel):
         s(self, "_dec", tuple(x * 1e-3 for x in self.decode_ms))
         s(self, "_pre", tuple(x * 1e-3 for x in self.prefill_ms))
         s(self, "_half", (self.kv_granularity - 1) / 2.0)
+        s(self, "_attn", tuple(self._decode_attention(d) for d in range(_CACHED_DECODES)))
+        s(self, "_affine", tuple((self._linear(d) + b, c) for d, (b, c) in enumerate(self._attn)))
 
     def _linear(self, tokens: int) -> float:
         i = (tokens + 7) >> 3
@@ -258,39 +283,57 @@ class ProfileCostModel(CostModel):
             return lin[i]
         return lin[-1] + self._lin_slope * (i - len(lin) + 1)
 
+    def _decode_attention(self, num_decodes: int) -> tuple[float, float]:
+        """Decode attention of ``num_decodes`` decodes as (base_s, per_ctx_s), affine in the context."""
+        if num_decodes == 0:
+            return 0.0, 0.0
+        a, b, c, d = self._dec
+        h = self._half
+        scale = 1.0 + self.decode_batching_overhead if num_decodes > 1 else 1.0
+        return scale * (a + (b + c * h) * num_decodes + d * h), scale * (c + d / num_decodes)
+
     def iteration_time(
-        self, prefill_tokens: int, prefill_sq: int, prefill_ctx: int, num_decodes: int, decode_ctx: int
+        self,
+        prefill_tokens: int,
+        prefill_sq: int,
+        prefill_ctx: int,
+        num_decodes: int,
+        decode_ctx: int,
+        prefill_prior: int = -1,
     ) -> float:
         if not prefill_tokens:
-            base, per_ctx = self.decode_affine(num_decodes)
+            base, per_ctx = self._affine[num_decodes] if num_decodes < _CACHED_DECODES else self.decode_affine(num_decodes)
             return base + per_ctx * decode_ctx
-        t = self._linear(prefill_tokens + num_decodes)
+        lin = self._lin
+        i = (prefill_tokens + num_decodes + 7) >> 3
+        t = lin[i] if i < len(lin) else lin[-1] + self._lin_slope * (i - len(lin) + 1)
         p0, p1, p2, p3 = self._pre
         if prefill_tokens * prefill_tokens == prefill_sq:  # one chunk: Vidur's rule exactly
             g = self.kv_granularity
             kv = -(-(prefill_ctx // prefill_tokens) // g) * g
             t += p0 + p1 * prefill_tokens + p2 * prefill_sq + p3 * prefill_tokens * kv
-        else:
+        else:  # several chunks: one of sqrt(sum c_i^2) tokens after the sum of the priors
             c = math.sqrt(prefill_sq)
-            kv = prefill_ctx / c + self._half if prefill_ctx else 0.0
+            if prefill_prior >= 0:
+                kv = prefill_prior + self._half if prefill_prior else 0.0
+            else:
+                kv = prefill_ctx / c + self._half if prefill_ctx else 0.0
             t += (p0 + p1 * c + p2 * prefill_sq + p3 * c * kv) * (1.0 + self.prefill_batching_overhead)
         if num_decodes:
-            a, b, cc, d = self._dec
-            h = self._half
-            scale = 1.0 + self.decode_batching_overhead if num_decodes > 1 else 1.0
-            t += scale * (a + (b + cc * h) * num_decodes + d * h + (cc + d / num_decodes) * decode_ctx)
+            base, per_ctx = self._attn[num_decodes] if num_decodes < _CACHED_DECODES else self._decode_attention(num_decodes)
+            t += base + per_ctx * decode_ctx
         return t
 
     def decode_affine(self, num_decodes: int) -> tuple[float, float]:
-        a, b, c, d = self._dec
-        h = self._half
-        scale = 1.0 + self.decode_batching_overhead if num_decodes > 1 else 1.0
-        base = self._linear(num_decodes) + scale * (a + (b + c * h) * num_decodes + d * h)
-        return base, scale * (c + d / num_decodes)
+        if num_decodes < _CACHED_DECODES:
+            return self._affine[num_decodes]
+        base, per_ctx = self._decode_attention(num_decodes)
+        return self._linear(num_decodes) + base, per_ctx
 
 
-# ---------------------------------------------------------------------------------------------
-# Model and GPU specs, KV-cache capacity
+_CACHED_DECODES = 1024  # ProfileCostModel precomputes the decode terms of batches of fewer decodes
+
+
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelSpec:
@@ -559,54 +602,67 @@ def _on_grid(grid: list[int], values: list[float], step: int) -> list[float]:
     return out
 
 
-def _profile_presets() -> list[HardwarePreset]:
+@functools.cache
+def _profile_entries() -> dict[str, tuple[dict, GPUSpec, str]]:
+    """The profile-driven presets by name: (table entry, GPU, source); a table is expanded only
+    when its preset is asked for (a simulation needs one, not all of them)."""
     data = json.loads(PROFILE_TABLE.read_text())
-    step = int(data["token_round"])
-    presets = []
+    entries = {}
     for entry in data["presets"]:
         model, gpu, tp = entry["model"], entry["gpu"], int(entry["tensor_parallel"])
         name = f"{model}/{gpu}" + (f"-tp{tp}" if tp > 1 else "")
         name = _RENAMED.get(name, name)
         kind = "real" if entry["source"]["attention"].startswith("real") else "derived"
         source = f"Vidur profiles, {gpu.upper()} TP{tp} (profile-driven; attention {kind}, see {PROFILE_TABLE.name})"
-        variants = [(name, GPU_SPECS[gpu], source)]
+        full = dict(entry, grid=data["grids"][entry["grid"]], token_round=data["token_round"])
+        full["kv_granularity"] = data["kv_granularity"]
+        entries[name] = (full, GPU_SPECS[gpu], source)
         if name in _A100_40GB_VARIANTS:
-            variants.append((name + "-40gb", A100_40GB, source + ", KV capacity of a 40 GB A100"))
-        linear = _on_grid(data["grids"][entry["grid"]], entry["linear_ms"], step)
-        for preset_name, gpu_spec, preset_source in variants:
-            cost = ProfileCostModel(
-                linear_ms=tuple(linear),
-                decode_ms=tuple(entry["decode_ms"]),
-                prefill_ms=tuple(entry["prefill_ms"]),
-                decode_batching_overhead=float(entry["decode_batching_overhead"]),
-                prefill_batching_overhead=float(entry["prefill_batching_overhead"]),
-                kv_granularity=int(data["kv_granularity"]),
-                name=preset_name,
-            )
-            presets.append(HardwarePreset(preset_name, MODEL_SPECS[model], gpu_spec, cost, tp, preset_source))
-    return presets
+            entries[name + "-40gb"] = (full, A100_40GB, source + ", KV capacity of a 40 GB A100")
+    return entries
+
+
+def _profile_preset(name: str) -> HardwarePreset:
+    entry, gpu, source = _profile_entries()[name]
+    cost = ProfileCostModel(
+        linear_ms=tuple(_on_grid(entry["grid"], entry["linear_ms"], int(entry["token_round"]))),
+        decode_ms=tuple(entry["decode_ms"]),
+        prefill_ms=tuple(entry["prefill_ms"]),
+        decode_batching_overhead=float(entry["decode_batching_overhead"]),
+        prefill_batching_overhead=float(entry["prefill_batching_overhead"]),
+        kv_granularity=int(entry["kv_granularity"]),
+        name=name,
+    )
+    return HardwarePreset(name, MODEL_SPECS[entry["model"]], gpu, cost, int(entry["tensor_parallel"]), source)
+
+
+_POLY_BY_NAME = {p.name: p for p in _POLY_PRESETS}
 
 
 @functools.cache
-def _presets() -> dict[str, HardwarePreset]:
-    """Every preset by name (the profile tables are read on first use)."""
-    presets = {p.name: p for p in _POLY_PRESETS}
-    for p in _profile_presets():
-        if p.name in presets:  # pragma: no cover - guarded by the tests
-            raise RuntimeError(f"hardware preset {p.name!r} defined twice")
-        presets[p.name] = p
-    return presets
+def _names() -> tuple[str, ...]:
+    profiled = _profile_entries()
+    twice = set(profiled) & set(_POLY_BY_NAME)
+    if twice:  # pragma: no cover - guarded by the tests
+        raise RuntimeError(f"hardware presets defined twice: {sorted(twice)}")
+    return tuple(sorted([*_POLY_BY_NAME, *profiled]))
+
+
+@functools.cache
+def _preset(name: str) -> HardwarePreset:
+    return _POLY_BY_NAME[name] if name in _POLY_BY_NAME else _profile_preset(name)
 
 
 def available_hardware() -> list[str]:
     """Names accepted by :func:`get_hardware`."""
-    return sorted(_presets())
+    return list(_names())
 
 
 def get_hardware(name: str) -> HardwarePreset:
     """The named preset; an unknown name raises :class:`ConfigError` listing the known ones."""
-    check_choice("hardware", name, available_hardware())
-    return _presets()[name]
+    if name not in _POLY_BY_NAME and name not in _profile_entries():
+        check_choice("hardware", name, available_hardware())
+    return _preset(name)
 
 
 def describe_hardware() -> str:
