@@ -1,8 +1,9 @@
 """Fit the iteration-time presets of ``llmsched_env/sim/cost.py`` from Vidur's profiling data.
 
-Reads ``../shared/data/vidur`` (Vidur's MIT-licensed profiling tables, see its README) and prints
-the fitted coefficients and their errors. The numbers printed here are hard-coded in cost.py;
-nothing in the package reads these files. Run from the repository root:
+Reads ``../shared/data/vidur`` (Vidur's MIT-licensed profiling tables, see its README; ``--vidur``
+names another folder) and prints the fitted coefficients and their errors. The numbers printed
+here are hard-coded in cost.py, and ``--write-table`` writes the profile tables the package ships;
+nothing in the package reads Vidur's files. Run from the repository root:
 ``python benchmarks/fit_cost_models.py`` (under a second).
 
 Method. Vidur (github.com/microsoft/vidur) times an iteration as layers x the sum of per-layer
@@ -35,7 +36,24 @@ operator times (``ExecutionTime.model_time``); we compose the same sum and fit c
    f * sum(c_i * prior_i) is layers x p3 (x the prefill ratio on H100).
 
 The A100 run validates the method: it reproduces Vidur's own predictor at the derived JSON's
-reference points and the DESIGN.md fits (see the printed errors).
+reference points and the DESIGN.md fits (see the printed errors). The fits above are the ``-poly``
+presets.
+
+4. The profile-driven presets (``--write-table``: ``llmsched_env/sim/data/vidur_profile_costs.json``,
+   read by ``cost.ProfileCostModel``): for every model, GPU and TP degree Vidur profiled and whose
+   weights leave room for a 4,096-token request, the summed non-attention ops (+ two all-reduces
+   per layer: TP2 on pairwise NVLink, TP4/TP8 on a DGX node) at the profile's token counts, and
+   the attention coefficients, whole model. Vidur's attention profiles are missing here except
+   two real ones (Llama-2-7B TP1, 32 q / 32 kv heads per GPU; Llama-2-70B TP2, 32 q / 4 kv), so
+   every other shape is DERIVED from the nearer one (``scaled_attention``: by query and KV width
+   per GPU, and the GPU's measured memory- / compute-bound ratio to the A100), and the JSON says
+   which. The composed time follows Vidur's ``SklearnExecutionTimePredictor``: contexts rounded up
+   to 64 tokens, several prefills timed as one chunk of sqrt(sum c^2) tokens after the sum of
+   their priors, x1.1 batching overheads on GQA models (``VidurLikeTime.batch``);
+   ``benchmarks/bench_cost.py`` compares every preset with it.
+
+    python benchmarks/fit_cost_models.py                 # the fits and their errors
+    python benchmarks/fit_cost_models.py --write-table   # regenerate the profile tables (~5 s)
 """
 
 from __future__ import annotations

@@ -139,7 +139,8 @@ def test_profile_model_hand_computed_times():
     # One 10-token chunk after 100 prior tokens: 10 tokens -> entry 2 (2.0 ms); prior rounded up to 128:
     # 0.2 + 0.01*10 + 1e-4*100 + 1e-5*10*128 = 0.3228
     assert TOY.iteration_time(10, 100, 1000, 0, 0) == pytest.approx((2.0 + 0.3228) * MS, rel=1e-12)
-    # Beyond the table (40 tokens = entry 5): extrapolated by the last step, 3.0 + 1.0 * 2; no prior context.
+    # Beyond the table (40 tokens = entry 5): extrapolated by the mean step of the last quarter
+    # (entries 2..3: 1.0 per entry), 3.0 + 1.0 * 2; no prior context.
     assert TOY.iteration_time(40, 1600, 0, 0, 0) == pytest.approx((5.0 + 0.2 + 0.4 + 0.16) * MS, rel=1e-12)
     # Two chunks (3 tokens after 0, 4 after 10) + 1 decode reading 50: 8 tokens -> entry 1; Vidur's one
     # chunk of sqrt(9 + 16) = 5 tokens after kv ~ sum(c*prior)/5 + 31.5 = 39.5, x1.1 for two prefills:
@@ -149,6 +150,13 @@ def test_profile_model_hand_computed_times():
     base, per_ctx = TOY.decode_affine(2)
     assert base == pytest.approx((1.0 + (0.5 + 0.2 + 0.001 * 2 * 31.5 + 0.002 * 31.5) * 1.1) * MS, rel=1e-12)
     assert per_ctx == pytest.approx((0.001 + 0.002 / 2) * 1.1 * MS, rel=1e-12)
+
+
+def test_profile_model_grows_linearly_beyond_its_table():
+    # Llama-2-7B's profile ends at 4,096 tokens: 8,192 tokens take about twice as long.
+    cost = get_hardware("llama2-7b/a100").cost
+    t4k, t8k = (cost.iteration_time(n, n * n, 0, 0, 0) - cost.iteration_time(0, 0, 0, 1, 1) for n in (4096, 8192))
+    assert 2.0 < t8k / t4k < 3.0  # linear ops x2, attention's c^2 term x4
 
 
 def test_profile_table_is_interpolated_on_an_8_token_grid():

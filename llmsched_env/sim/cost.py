@@ -221,8 +221,8 @@ class ProfileCostModel(CostModel):
     into ``data/vidur_profile_costs.json``; this class evaluates them in O(1):
 
     * ``linear_ms[i]``: whole-model non-attention time at 8*i tokens (i >= 1; entry 0 repeats the
-      8-token value), linear extrapolation beyond the table (Vidur's profiles end at 4,096 or
-      32,768 tokens, its predictor would stay flat);
+      8-token value); beyond the table (Vidur's profiles end at 4,096 or 32,768 tokens) it grows
+      by the mean slope of the table's last quarter, where the GEMMs are compute-bound;
     * decode attention ``(a + b*B + c*B*m' + d*m') * (1 + decode_batching_overhead if B > 1)``,
       m' = m + (g - 1) / 2: Vidur rounds the mean context up to the granularity g = 64 tokens, on
       average (g - 1) / 2 more; the expected value keeps the time affine in the context for a
@@ -269,7 +269,8 @@ class ProfileCostModel(CostModel):
         check_positive(f"{where}.kv_granularity", self.kv_granularity, integer=True)
         lin = tuple(x * 1e-3 for x in self.linear_ms)
         s(self, "_lin", lin)
-        s(self, "_lin_slope", max(lin[-1] - lin[-2], 0.0))
+        k = 3 * (len(lin) - 1) // 4  # beyond the table: the mean slope of its last quarter (compute-bound)
+        s(self, "_lin_slope", max((lin[-1] - lin[k]) / max(len(lin) - 1 - k, 1), 0.0))
         s(self, "_dec", tuple(x * 1e-3 for x in self.decode_ms))
         s(self, "_pre", tuple(x * 1e-3 for x in self.prefill_ms))
         s(self, "_half", (self.kv_granularity - 1) / 2.0)
