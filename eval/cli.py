@@ -30,18 +30,20 @@ import numpy as np
 import yaml
 
 from llmsched_env.cli_args import ArgumentParser
+from llmsched_env.sim.config import yaml_load
 from llmsched_env.sim import available_hardware, available_length_presets
 from llmsched_env.sim.cost import describe_hardware
 from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
 from .capacity import CapacitySearch, search_capacity
-from .config import EvalConfig, load_eval_config
+from .config import WORKLOAD_GRID_LOADS, EvalConfig, load_eval_config
 from .policies import ALL_BASELINES, BUNDLED_AGENTS, MODELS_DIR, expand, find_reference
 from .report import (
     aggregate_csv,
     capacity_table,
     grid_tables,
+    leaderboard_tables,
     markdown,
     print_console,
     scenario_slugs,
@@ -64,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="YAML", help="eval config file (configs/eval/*.yaml)")
     p.add_argument("--policies", nargs="+", metavar="POLICY", help="policies to compare")
     p.add_argument("--reference", metavar="POLICY", help="policy the ratios are taken against (default fcfs)")
-    p.add_argument("--workloads", nargs="+", metavar="W", help="length presets or trace files")
+    p.add_argument("--scenarios", nargs="+", metavar="NAME", help="named scenarios (llmsched_env.scenarios), 'all' or 'leaderboard' (the default)")
+    p.add_argument("--workloads", nargs="+", metavar="W", help="length presets or trace files (a grid of workloads instead of scenarios)")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--loads", nargs="+", type=float, metavar="X", help="loads (fractions of capacity)")
     grid.add_argument("--rates", nargs="+", type=float, metavar="R", help="arrival rates (requests/s)")
@@ -115,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     if args.config:
         data = load_eval_config(args.config).to_dict()  # validates the file on its own first
     flags = {
+        "scenarios": args.scenarios,
         "policies": args.policies,
         "reference": args.reference,
         "workloads": args.workloads,
@@ -124,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         "out": args.out,
         "name": args.name,
         "sim.workload.num_requests": args.num_requests,
+        "num_requests": args.num_requests,
         "sim.predictor.kind": args.predictor,
         "sim.slo_ttft_s": args.slo_ttft,
         "sim.slo_tpot_s": args.slo_tpot,
@@ -146,6 +151,10 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     if args.rates is not None:
         data.pop("loads", None)
         flags["rates"] = args.rates
+    if args.scenarios is None and any(v is not None for v in (args.workloads, args.hardware, args.systems)):
+        data["scenarios"] = []  # a grid of workloads x hardware x systems
+        if args.loads is None and args.rates is None and data.get("loads") is None and data.get("rates") is None:
+            data["loads"] = list(WORKLOAD_GRID_LOADS)
     for key, value in flags.items():
         if value is not None:
             _put(data, key, value)
@@ -154,7 +163,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         if not sep or not key:
             raise ConfigError(f"--set {item!r} is invalid: expected KEY=VALUE, e.g. sim.engine.batching=vllm")
         try:
-            _put(data, key.strip(), yaml.safe_load(text))
+            _put(data, key.strip(), yaml_load(text))
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     for key, value in (("plots", args.no_plots), ("tensorboard", args.no_tensorboard), ("save_requests", args.no_requests)):
@@ -212,8 +221,17 @@ def prepare_out_dir(out: Path) -> None:
 
 def _header(config: EvalConfig, policies: list, reference: str, done: int, total: int, seconds: float, jobs: int) -> list[str]:
     sim, engine = config.sim, config.sim.engine
+    xs = ", ".join(f"{x:g}" for x in config.xs) if config.xs else "each scenario's own"
+    if config.scenarios:
+        requests = f"{config.num_requests:,}" if config.num_requests else "each scenario's"
+        return [
+            f"{PROG}: {config.name}",
+            f"policies: {', '.join(p.label for p in policies)} (reference {reference})",
+            f"scenarios: {', '.join(config.scenarios)}; {requests} requests per run; {config.axis}s {xs}; "
+            f"seeds {', '.join(map(str, config.seeds))}",
+            f"{done} of {total} runs in {seconds:.1f} s on {jobs} process{'es' * (jobs != 1)}",
+        ]
     workloads = ", ".join(w.label for w in config.workload_list())
-    xs = ", ".join(f"{x:g}" for x in config.xs)
     slo = ", ".join(
         f"{name} ≤ {value:g} s" for name, value in (("TTFT", sim.slo_ttft_s), ("TPOT", sim.slo_tpot_s)) if value is not None
     )
@@ -288,8 +306,10 @@ def report(
     tables = grid_tables(cells, reference, config.axis)
     if searches and config.capacity is not None:
         tables.append(capacity_table(searches, config.axis, config.capacity.criterion))
+    # a suite of scenarios prints its leaderboard; the per-scenario tables go to summary.md
+    board = leaderboard_tables(cells, reference) if config.scenarios else []
     header = _header(config, policies, reference, len(writer.results), total, seconds, jobs)
-    (out / "summary.md").write_text(markdown(tables, header, reference))
+    (out / "summary.md").write_text(markdown(board + tables, header, reference))
     (out / "aggregate.csv").write_text(aggregate_csv(cells, config.axis))
     slugs = scenario_slugs(list(dict.fromkeys([c.scenario for c in cells] + [s.scenario for s in searches])))
     latencies = pooled_latencies(writer.results)
@@ -303,7 +323,9 @@ def report(
 
         write_tensorboard(out / "tb", cells, latencies, searches, policies, reference, slugs, plot_files)
     if console:
-        print_console(tables, header, reference)
+        print_console(board or tables, header, reference)
+        if board:
+            print(f"per-scenario tables (TTFT, TPOT, throughput, SLO, stability): {out / 'summary.md'}")
         print(f"\nwrote {out}/: results.json, results.csv, aggregate.csv, summary.md"
               + (", plots/" if plot_files else "") + (", tb/" if config.tensorboard else ""))
         if config.tensorboard:

@@ -23,7 +23,7 @@ from llmsched_env.sim import FCFS, WorkloadConfig, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-TINY = ["--policies", "fcfs", "sjf", "--loads", "0.6", "0.9", "--seeds", "2", "--num-requests", "40"]
+TINY = ["--workloads", "sharegpt", "--policies", "fcfs", "sjf", "--loads", "0.6", "0.9", "--seeds", "2", "--num-requests", "40"]
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +204,7 @@ def test_probe_criteria():
 
 def test_capacity_search_end_to_end(tmp_path):
     out = tmp_path / "cap"
-    argv = TINY[:3] + ["--loads", "0.9", "--seeds", "2", "--num-requests", "30", "--capacity", "slo"]
+    argv = TINY[:5] + ["--loads", "0.9", "--seeds", "2", "--num-requests", "30", "--capacity", "slo"]
     argv += ["--capacity-requests", "60", "--set", "capacity.tolerance=0.3", "--jobs", "1", "--no-tensorboard", "--out", str(out)]
     assert main(argv) == 0
     searches = json.loads((out / "capacity.json").read_text())
@@ -334,7 +334,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, words, tmp_path, capsys):
         ("seeds: -1\n", ["seeds=-1"]),
         ("sim: {workload: {num_requests: 0}}\n", ["num_requests=0"]),
         ("sim: {load: 0.5}\n", ["sim.load is set by the grid"]),
-        ("loads: [0.5]\nrates: [2.0]\n", ["exactly one of them"]),
+        ("loads: [0.5]\nrates: [2.0]\n", ["at most one of them"]),
+        ("scenarios: [chat-a100-40gb, nope]\n", ["scenarios[1]", "scenario='nope'"]),
         ("capacity: {criterion: best}\n", ["capacity.criterion='best'"]),
         ("workloads: [{lengths: lognormal}]\n", ["workloads[0].name"]),
     ],
