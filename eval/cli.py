@@ -34,6 +34,7 @@ import yaml
 from llmsched_env.cli_args import ArgumentParser
 from llmsched_env.sim.config import yaml_load
 from llmsched_env.sim import available_hardware, available_length_presets
+from llmsched_env.sim.cost import describe_hardware
 from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
@@ -75,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--num-seeds", type=int, metavar="N", help="seeds 0..N-1")
     seeds.add_argument("--seeds", nargs="+", type=int, metavar="S", help="these seeds (--seeds 42: seed 42 alone)")
-    p.add_argument("--hardware", nargs="+", metavar="H", help="model/GPU presets")
+    p.add_argument(
+        "--hardware", nargs="*", metavar="H", help="model/GPU presets; with no value: list them (KV capacity, source) and exit"
+    )
     p.add_argument("--systems", nargs="+", metavar="S", help="engine presets: vllm, orca, sarathi, fastertransformer")
     p.add_argument("--num-requests", type=int, metavar="N", help="requests per run")
     p.add_argument("--predictor", metavar="KIND", help="length predictor: oracle, lognormal, buckets, refining")
@@ -376,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.list:
             print(list_choices())
+            return 0
+        if args.hardware == []:  # a bare --hardware lists the presets
+            print(describe_hardware())
             return 0
         return evaluate(config_from_args(args), overwrite=args.overwrite)
     except ConfigError as err:
