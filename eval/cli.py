@@ -1,12 +1,14 @@
 """``llmsched-eval`` / ``python -m eval``: compare scheduling policies on the same workloads.
 
 With no arguments it runs the built-in default (``configs/eval/default.yaml`` is the same config
-written out): every baseline (and every agent shipped in ``models/``) on 3,000 ShareGPT-like
-requests at loads 0.5, 0.8 and 0.95 with 3 seeds, and prints a table per load with the winner of
-each column marked. ``--config`` reads a YAML eval config; flags override it.
+written out): every baseline (and every agent shipped in ``models/``) on the scheduling-sensitive
+scenarios of ``configs/scenarios/``, each at its own load, 5 seeds, and prints the leaderboard
+(latency relative to FCFS per policy and scenario, with intervals and a geometric mean).
+``--config`` reads a YAML eval config; flags override it.
 
 Outputs go to ``--out`` (default ``eval_out/<name>``, ``eval_out/default`` for the default; a
-rerun replaces the previous outputs there): ``results.json`` and ``results.csv`` (one record per
+rerun of the same config replaces the previous outputs there, a different evaluation needs
+``--overwrite`` or another folder): ``results.json`` and ``results.csv`` (one record per
 run, written as runs complete), ``runs/<n>.npz`` (per-request records), ``aggregate.csv`` (means,
 95 % intervals, ratios), ``summary.md`` (the console tables), ``config.yaml`` (the resolved
 config, reusable with ``--config``), ``capacity.json`` (with ``--capacity``), PNG plots in
@@ -30,6 +32,7 @@ import numpy as np
 import yaml
 
 from llmsched_env.cli_args import ArgumentParser
+from llmsched_env.sim.config import yaml_load
 from llmsched_env.sim import available_hardware, available_length_presets
 from llmsched_env.sim.validation import ConfigError
 
@@ -69,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--loads", nargs="+", type=float, metavar="X", help="loads (fractions of capacity)")
     grid.add_argument("--rates", nargs="+", type=float, metavar="R", help="arrival rates (requests/s)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="one number N: seeds 0..N-1; several: those seeds")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--num-seeds", type=int, metavar="N", help="seeds 0..N-1")
+    seeds.add_argument("--seeds", nargs="+", type=int, metavar="S", help="these seeds (--seeds 42: seed 42 alone)")
     p.add_argument("--hardware", nargs="+", metavar="H", help="model/GPU presets")
     p.add_argument("--systems", nargs="+", metavar="S", help="engine presets: vllm, orca, sarathi, fastertransformer")
     p.add_argument("--num-requests", type=int, metavar="N", help="requests per run")
@@ -89,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--out", metavar="DIR", help="output folder (default eval_out/<name>)")
     p.add_argument("--name", help="evaluation name (default 'default')")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of a different evaluation in the output folder")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard logs")
     p.add_argument("--no-requests", action="store_true", help="do not keep per-request records (runs/*.npz)")
@@ -140,7 +146,9 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             raise ConfigError("--capacity-requests and --slo-attainment need --capacity (or capacity: in the config)")
         flags.update(capacity_flags)
     if args.seeds is not None:
-        flags["seeds"] = args.seeds[0] if len(args.seeds) == 1 else args.seeds
+        flags["seeds"] = list(args.seeds)
+    if args.num_seeds is not None:
+        flags["seeds"] = args.num_seeds
     if args.loads is not None:
         data.pop("rates", None)
         flags["loads"] = args.loads
@@ -159,7 +167,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         if not sep or not key:
             raise ConfigError(f"--set {item!r} is invalid: expected KEY=VALUE, e.g. sim.engine.batching=vllm")
         try:
-            _put(data, key.strip(), yaml.safe_load(text))
+            _put(data, key.strip(), yaml_load(text))
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     for key, value in (("plots", args.no_plots), ("tensorboard", args.no_tensorboard), ("save_requests", args.no_requests)):
@@ -192,8 +200,17 @@ def list_choices() -> str:
     return "\n".join(lines)
 
 
-def prepare_out_dir(out: Path) -> None:
-    """Create the output folder, removing a previous evaluation's outputs (and nothing else)."""
+def config_text(config: EvalConfig) -> str:
+    """The resolved config as written to ``config.yaml`` (also what tells two evaluations apart)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def prepare_out_dir(out: Path, config: EvalConfig | None = None, overwrite: bool = False) -> None:
+    """Create the output folder, removing a previous evaluation's outputs (and nothing else).
+
+    A folder holding a *different* evaluation (its ``config.yaml`` differs from ``config``'s) is
+    kept unless ``overwrite``: a grid of one's own never silently replaces another's results (a
+    rerun of the same config does replace them)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is invalid: it is a file, expected a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -202,6 +219,14 @@ def prepare_out_dir(out: Path) -> None:
                 f"out={str(out)!r} is invalid: the folder is not empty and holds no earlier evaluation; "
                 "expected an empty or new folder"
             )
+        earlier = out / "config.yaml"
+        if config is not None and not overwrite and earlier.exists():
+            previous = "".join(line for line in earlier.read_text().splitlines(keepends=True) if not line.startswith("#"))
+            if previous != config_text(config):
+                raise ConfigError(
+                    f"out={str(out)!r} holds the results of a different evaluation (its config.yaml differs): "
+                    "expected a new folder (--out DIR or --name NAME), or --overwrite to replace them"
+                )
         for name in OUTPUTS:
             (out / name).unlink(missing_ok=True)
         for name in OUTPUT_DIRS:
@@ -249,15 +274,14 @@ def _header(config: EvalConfig, policies: list, reference: str, done: int, total
     ]
 
 
-def evaluate(config: EvalConfig, console: bool = True) -> int:
+def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False) -> int:
     """Run an evaluation and write its outputs; returns the exit code (0, or 130 if interrupted)."""
     policies = expand(config.policies)
     reference = find_reference(config.reference, policies)
     out = config.out_dir
-    prepare_out_dir(out)
+    prepare_out_dir(out, config, overwrite)
     (out / "config.yaml").write_text(
-        f"# resolved config of this evaluation; rerun with: {PROG} --config {out / 'config.yaml'}\n"
-        + yaml.safe_dump(config.to_dict(), sort_keys=False)
+        f"# resolved config of this evaluation; rerun with: {PROG} --config {out / 'config.yaml'}\n" + config_text(config)
     )
     runs = build_grid(config, policies)
     writer = ResultWriter(out, config.save_requests)
@@ -345,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             print(list_choices())
             return 0
-        return evaluate(config_from_args(args))
+        return evaluate(config_from_args(args), overwrite=args.overwrite)
     except ConfigError as err:
         message = " ".join(str(err).split())  # one line
         print(f"{PROG}: error: {message}", file=sys.stderr)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from llmsched_env.sim import SimConfig, WorkloadConfig, available_hardware, available_length_presets
-from llmsched_env.sim.config import dataclass_from_dict
+from llmsched_env.sim.config import dataclass_from_dict, from_dict
 from llmsched_env.sim.validation import (
     ConfigError,
     check_choice,
@@ -313,17 +313,15 @@ class EvalConfig:
                             f"{where}: sim.{key} is set by the grid: give top-level loads/rates/seeds instead"
                         )
                 sim = _merge(DEFAULT_SIM.to_dict(), sim)
-            kwargs["sim"] = SimConfig.from_dict(sim, where=f"{where}: sim")
-        if kwargs.get("capacity") is not None:
-            kwargs["capacity"] = dataclass_from_dict(CapacityConfig, kwargs["capacity"], f"{where}: capacity")
+            kwargs["sim"] = sim
         if any(key in kwargs for key in ("workloads", "hardware", "systems")) and "scenarios" not in kwargs:
             kwargs["scenarios"] = ()  # a grid of workloads x hardware x systems, not of scenarios
         if not kwargs.get("scenarios", cls.scenarios) and kwargs.get("loads") is None and kwargs.get("rates") is None:
             kwargs["loads"] = WORKLOAD_GRID_LOADS
         try:
-            return cls(**kwargs)
+            return from_dict(cls, kwargs, where)  # the project's one reader: sim and capacity are built by it
         except ConfigError as err:
-            raise ConfigError(f"{where}: {err}") from None
+            raise (err if str(err).startswith(where) else ConfigError(f"{where}: {err}")) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that :meth:`from_dict` reads back (lists, dicts and scalars only)."""
@@ -343,19 +341,9 @@ class EvalConfig:
 
 def load_eval_config(path: str | Path) -> EvalConfig:
     """Read an :class:`EvalConfig` from a YAML file (missing keys keep the built-in default)."""
-    import yaml
+    from llmsched_env.sim.config import load_yaml
 
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        reason = str(err).replace("\n", " ")
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {reason}") from None
-    return EvalConfig.from_dict(data if data is not None else {}, where=str(path))
+    return EvalConfig.from_dict(load_yaml(path), where=str(path))
 
 
 def expand_scenarios(names: tuple[str, ...]) -> list[str]:

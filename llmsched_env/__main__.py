@@ -22,6 +22,7 @@ from .sim.validation import ConfigError
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m llmsched_env", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML run config (engine/workload/predictor sections)")
+    parser.add_argument("--scenario", help="a named scenario (llmsched_env.scenarios: " + ", ".join(_scenario_names()) + ")")
     parser.add_argument("--load", type=float, help="arrival rate as a fraction of the engine's capacity")
     parser.add_argument("--rate", type=float, help="arrival rate in requests/s (overrides --load)")
     parser.add_argument("--workload", help="length preset: " + ", ".join(available_length_presets()))
@@ -34,10 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _scenario_names() -> list[str]:
+    from . import scenarios
+
+    return scenarios.names()
+
+
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     import dataclasses
 
-    config = load_config(args.config) if args.config else SimConfig()
+    if args.config and args.scenario:
+        raise ConfigError("--config and --scenario: give one of them")
+    if args.scenario:
+        from . import scenarios
+
+        config = scenarios.sim_config(args.scenario)
+    else:
+        config = load_config(args.config) if args.config else SimConfig()
     engine, workload = config.engine, config.workload
     if args.hardware is not None:
         engine = dataclasses.replace(engine, hardware=args.hardware)
@@ -52,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     changes: dict = {"engine": engine, "workload": workload}
     if args.load is not None:
         changes["load"] = args.load
+        changes["rate"] = None
     if args.rate is not None:
         changes["rate"] = args.rate
     if args.seed is not None:

@@ -85,13 +85,21 @@ def default_layout(env_id: str) -> str:
     return "kv-first" if env_id.removeprefix("llmsched_env:") in LEGACY_ENVS else "queue"
 
 
-def attach_info(model: Any, algo: str, env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on."""
-    setattr(
-        model,
-        INFO_KEY,
-        {"algo": algo, "env_id": env_id, "env_kwargs": dict(env_kwargs), "agent_options": agent_options(env_kwargs, env_id)},
-    )
+def attach_info(model: Any, algo: str, env_id: str, scenario: Any) -> None:
+    """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on: the
+    algorithm, the env id, the scenario (a :class:`~llmsched_env.scenarios.Scenario`, or env
+    keywords for the older envs) and how the agent acts (``AGENT_OPTIONS``)."""
+    import dataclasses
+
+    from llmsched_env.scenarios import Scenario
+
+    if isinstance(scenario, Scenario):
+        options = {**dataclasses.asdict(scenario.env), "decision_interval": scenario.sim.decision_interval}
+        info = {"algo": algo, "env_id": env_id, "scenario": scenario.name, "scenario_config": scenario.to_dict(),
+                "agent_options": {key: options[key] for key in AGENT_OPTIONS}}  # fmt: skip
+    else:
+        info = {"algo": algo, "env_id": env_id, "env_kwargs": dict(scenario), "agent_options": agent_options(scenario, env_id)}
+    setattr(model, INFO_KEY, info)
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
@@ -147,7 +155,12 @@ def act(model: Any, env: gym.Env, observation: dict[str, np.ndarray], encoder: A
             features = policy.extract_features(obs)
             if isinstance(features, tuple):  # separate actor and critic extractors
                 features = features[0]
-        output = policy.action_net(policy.mlp_extractor.forward_actor(features))[0].cpu().numpy()
+        output = policy.action_net(policy.mlp_extractor.forward_actor(features))[0]
+        if getattr(policy, "rank_distribution", "gaussian") == "plackett-luce":
+            from .networks import PL_SQUASH
+
+            output = torch.tanh(output / PL_SQUASH)  # what forward(deterministic=True) sends
+        output = output.cpu().numpy()
     if u.action_mode == "admit":
         logits = np.full(u.action_space.n, -np.inf)
         logits[:n] = output[:n]

@@ -216,7 +216,13 @@ class ServeEnv(gym.Env):
 
     ## Arguments
 
-    Every simulator option, JSON-serialisable: ``hardware``, ``batching``, ``max_num_seqs``,
+    ``scenario``: a scenario of ``llmsched_env.scenarios`` (a name such as ``chat-bursty``, a
+    scenario YAML file, or a :class:`~llmsched_env.scenarios.Scenario`): the simulation (deployment,
+    batching, workload, predictor, load) and the agent's options (slots, episode length, reward).
+    ``llmsched/Serve-v2`` defaults to ``chat-a100-40gb``; ``llmsched/Serve-v1`` keeps its own
+    defaults (the 80 GB A100 at load 0.9, 200-request episodes, 32 slots). Every other keyword
+    overrides the scenario (``llmsched_env.scenarios.resolve``); ``num_requests`` is the episode
+    length. The keywords: every simulator option, JSON-serialisable: ``hardware``, ``batching``, ``max_num_seqs``,
     ``max_num_batched_tokens``, ``num_gpu_blocks``, ``preemption_mode``, ``admission_preemption``; ``workload`` (a length
     preset) or ``trace_path``; ``arrival``; ``load`` or ``rate``; ``num_requests``;
     ``predictor`` and ``predictor_sigma``; ``reward``, ``reward_scale``, ``slo_ttft_s``,
@@ -229,9 +235,12 @@ class ServeEnv(gym.Env):
 
     ## Version History
 
-    * v2: settings from a scenario (``llmsched_env.scenarios``, default ``chat-a100-40gb``); the
-      ``queue`` slot layout: waiting requests stay visible, with the decision features and the
-      summary of the requests not shown (v0/v1 keep ``slot_layout="kv-first"``).
+    * v2: built from a scenario (default ``chat-a100-40gb``: ShareGPT on a 40 GB A100, load 0.95,
+      1,000-request episodes, 64 slots), where the order of service changes response times;
+      keywords override the scenario and unknown ones name the closest known keyword. Requests
+      may carry an SLO class (``mixed-slo``). The ``queue`` slot layout: waiting requests stay
+      visible, with the decision features and the summary of the requests not shown (v0/v1 keep
+      ``slot_layout="kv-first"``).
     * v1: admissions take only free KV blocks (vLLM V1 and SGLang semantics): a waiting request no
       longer evicts lower-priority holders to get in (``admission_preemption=False``); an episode
       cut by ``max_time_s`` before its last arrival is truncated, not terminated.

@@ -219,6 +219,7 @@ class Engine:
         self._horizon = math.inf
         self._rescore_on_admission = bool(getattr(self.policy, "rescore_on_admission", False))
         self._mode_hook: Callable[[Request, "Engine"], int | None] | None = getattr(self.policy, "preemption_mode", None)
+        self._admit_hook: Callable[[Request, "Engine"], bool] | None = getattr(self.policy, "admit", None)
         self._pending_swap_out = 0  # blocks swapped out by evict() since the last iteration
         # batch-building scratch
         self._seats = 0
@@ -680,6 +681,9 @@ class Engine:
                 continue
             if state == WAITING or state == SWAPPED:
                 if not self._admissions_open or r.held:
+                    continue
+                if state == WAITING and self._admit_hook is not None and not self._admit_hook(r, self):
+                    self._admissions_open = False  # the policy's admission control: the head of the line waits
                     continue
                 need = -(-r.prefill_target // B)  # the whole prefill's blocks, reserved ahead
                 if not self._reserve(r, need, watermark=True):
