@@ -31,11 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import describe  # noqa: E402
 
-VARIANTS = {
-    "gaussian-fcfs": ["--hyperparams", "policy_kwargs:{distribution: gaussian, log_std_init: -3.0}", "--reward-reference", "fcfs"],
-    "gaussian-teacher": ["--hyperparams", "policy_kwargs:{distribution: gaussian, log_std_init: -3.0}", "--reward-reference", "teacher"],
-    "plackett-luce": ["--hyperparams", "policy_kwargs:{distribution: plackett-luce}", "--reward-reference", "teacher"],
-    "no-bc": ["--hyperparams", "policy_kwargs:{distribution: gaussian, log_std_init: -3.0}", "--reward-reference", "fcfs", "--no-bc"],
+GAUSSIAN = "distribution: gaussian, log_std_init: -3.0"
+VARIANTS = {  # (policy_kwargs, other llmsched-train flags)
+    "gaussian-fcfs": (GAUSSIAN, ["--reward-reference", "fcfs"]),
+    "gaussian-teacher": (GAUSSIAN, ["--reward-reference", "teacher"]),
+    "plackett-luce": ("distribution: plackett-luce", ["--reward-reference", "teacher"]),
+    "no-bc": (GAUSSIAN, ["--reward-reference", "fcfs", "--no-bc"]),
 }
 
 
@@ -96,7 +97,9 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--eval-freq", type=int, default=6000)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more llmsched-train flags for every variant")
+    parser.add_argument("--net", default="embed_dim: 32, num_heads: 2, num_layers: 1, ff_dim: 64", help="features_extractor_kwargs")
+    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY:VALUE", help="PPO arguments for every variant")
+    parser.add_argument("--bc-epochs", type=int, default=10)
     args = parser.parse_args()
     print(describe())
     rows = []
@@ -104,10 +107,12 @@ def main() -> None:
     for name in args.variants:
         run = args.out / f"{args.scenario}__{name}"
         argv = ["--scenario", args.scenario, "-n", str(args.n_timesteps), "--n-envs", str(args.n_envs), "--eval-freq", str(args.eval_freq),
-                "--eval-episodes", "4", "--env-kwargs", f"num_requests:{args.episode_requests}", "--out", str(run), "--no-progress",
-                *VARIANTS[name], *args.extra]  # fmt: skip
-        if "--no-bc" not in argv:
-            argv += ["--bc-episodes", str(args.bc_episodes)]
+                "--eval-episodes", "4", "--env-kwargs", f"num_requests:{args.episode_requests}", "--out", str(run), "--no-progress"]
+        policy_kwargs, flags = VARIANTS[name]
+        argv += ["--hyperparams", f"policy_kwargs:{{{policy_kwargs}, features_extractor_kwargs: {{{args.net}}}}}", *args.hyperparams]
+        argv += flags
+        if "--no-bc" not in flags:
+            argv += ["--bc-episodes", str(args.bc_episodes), "--bc-epochs", str(args.bc_epochs)]
         start = time.perf_counter()
         code = train_main(argv)
         seconds = time.perf_counter() - start

@@ -76,7 +76,7 @@ def test_gym_make_takes_a_scenario_and_flat_overrides():
     default = gym.make("llmsched/Serve-v2").unwrapped
     assert default.scenario_name == "chat-a100-40gb" and default.config.engine.hardware == "llama2-7b/a100-40gb"
     v1 = gym.make("llmsched/Serve-v1").unwrapped
-    assert v1.num_slots == 32 and v1.config.workload.num_requests == 200 and v1.config.engine.hardware == "llama2-7b/a100"
+    assert v1.num_slots == 32 and v1.config.workload.num_requests == 200 and v1.config.engine.hardware == "llama2-7b/a100-poly"
     with pytest.raises(ConfigError, match="did you mean 'load'"):
         gym.make("llmsched/Serve-v2", laod=0.9)
 
@@ -275,3 +275,13 @@ def test_a_late_burst_of_arrivals_is_not_instability():
     series = TimeSeries()
     series.add_arrival(1.5)
     assert series._arrivals_seen == 1 and not math.isnan(series.bin_s)
+
+
+def test_the_one_run_cli_reports_seconds_and_takes_a_policy_and_a_scenario(capsys):
+    from llmsched_env.__main__ import main
+
+    assert main(["--scenario", "chat-a100-40gb", "--num-requests", "60", "--policy", "sjf"]) == 0
+    out = capsys.readouterr().out
+    assert "policy sjf" in out and " s, p50 " in out and " ms" not in out
+    assert main(["--policy", "nope"]) == 2
+    assert "baseline='nope'" in capsys.readouterr().err

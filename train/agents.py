@@ -88,7 +88,7 @@ def default_layout(env_id: str) -> str:
 def attach_info(model: Any, algo: str, env_id: str, scenario: Any) -> None:
     """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on: the
     algorithm, the env id, the scenario (a :class:`~llmsched_env.scenarios.Scenario`, or env
-    keywords for the older envs) and how the agent acts (``AGENT_OPTIONS``)."""
+    keywords for the older envs) and how the agent acts and what it sees (``AGENT_OPTIONS``)."""
     import dataclasses
 
     from llmsched_env.scenarios import Scenario

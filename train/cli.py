@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-freq", type=int, help="env steps between checkpoints (0: none)")
     p.add_argument("--bc-teacher", help="behaviour-clone this baseline before PPO, e.g. sjf (auto: the scenario's strongest)")
     p.add_argument("--bc-episodes", type=int, help="teacher episodes recorded for behaviour cloning")
+    p.add_argument("--bc-epochs", type=int, help="passes over the recorded pairs")
     p.add_argument("--no-bc", action="store_true", help="no behaviour cloning")
     p.add_argument("--reward-reference", help="learn the improvement over this baseline's run on the same requests "
                    "(a baseline, 'teacher', or 'none' for the env's reward)")
@@ -128,6 +129,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             bc["teacher"] = args.bc_teacher
         if args.bc_episodes is not None:
             bc["episodes"] = args.bc_episodes
+        if args.bc_epochs is not None:
+            bc["epochs"] = args.bc_epochs
         if bc:
             data["bc"] = bc
     return TrainConfig.from_dict(data, where=where)
@@ -252,6 +255,13 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if config.save_freq:
             callbacks.append(CheckpointCallback(max(config.save_freq // config.n_envs, 1), str(out / "checkpoints"), "model"))
+        rollout = int(model.n_steps) * config.n_envs
+        if config.n_timesteps % rollout:
+            runs = -(-config.n_timesteps // rollout) * rollout
+            print(
+                f"llmsched-train: note: PPO collects whole rollouts of {rollout:,} steps (n_steps {model.n_steps} x "
+                f"{config.n_envs} envs), so -n {config.n_timesteps:,} runs {runs:,} steps", file=sys.stderr,
+            )  # fmt: skip
         start = time.perf_counter()
         interrupted = False
         try:

@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ..scenarios import EnvOptions, Scenario, resolve
-from ..sim import SimConfig, WorkloadConfig
+from ..sim import EngineConfig, SimConfig, WorkloadConfig
 from ..sim.api import build_engine, resolve_hardware
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, summarize
@@ -38,7 +38,8 @@ BEYOND = 1.0e6  # priority offset that puts requests outside the slots behind th
 LEGACY_V1 = Scenario(
     name="serve-v1",
     summary="Serve-v1's defaults",
-    sim=SimConfig(workload=WorkloadConfig(num_requests=200)),
+    # the polynomial cost model v1 was built on (the profile-driven one is v2's)
+    sim=SimConfig(engine=EngineConfig(hardware="llama2-7b/a100-poly"), workload=WorkloadConfig(num_requests=200)),
     env=EnvOptions(num_slots=32, episode_requests=200, slot_layout="kv-first"),
 )
 # rank mode with preemption control: the columns of each slot's action row
@@ -234,7 +235,8 @@ class ServeEnv(gym.Env):
       keywords override the scenario and unknown ones name the closest known keyword. Requests
       may carry an SLO class (``mixed-slo``). The ``queue`` slot layout: waiting requests stay
       visible, with the decision features and the summary of the requests not shown (v0/v1 keep
-      ``slot_layout="kv-first"``).
+      ``slot_layout="kv-first"``). Iteration times from the profile-driven cost models (v1 keeps the
+      ``llama2-7b/a100-poly`` polynomial it was built on).
     * v1: admissions take only free KV blocks (vLLM V1 and SGLang semantics): a waiting request no
       longer evicts lower-priority holders to get in (``admission_preemption=False``); an episode
       cut by ``max_time_s`` before its last arrival is truncated, not terminated.

@@ -36,6 +36,11 @@ class EngineConfig:
         swap_space_gib: CPU swap space for ``swap`` preemption, GiB (vLLM's default 4).
         fast_forward: jump over stretches of identical decode-only iterations (False: step one
             iteration at a time; same results, used as the reference in tests).
+        padded_prefill: ``vllm`` rule only: vLLM V0's padded prefill batches, as Vidur's vLLM
+            scheduler builds them: a prefill batch of n prompts, the longest of L tokens, needs
+            n x L <= ``max_num_batched_tokens`` (V0 pads every prompt to the longest); admission
+            stops at the first prompt that would break it. False (default): prompts fill the
+            budget by their sum.
     """
 
     hardware: str = "llama2-7b/a100"
@@ -50,6 +55,7 @@ class EngineConfig:
     preemption_mode: str = "recompute"
     swap_space_gib: float = 4.0
     fast_forward: bool = True
+    padded_prefill: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.hardware, str) or not self.hardware:
@@ -68,3 +74,10 @@ class EngineConfig:
         check_nonnegative("swap_space_gib", self.swap_space_gib)
         if not isinstance(self.fast_forward, bool):
             raise ConfigError(f"fast_forward={self.fast_forward!r} is invalid: expected true or false")
+        if not isinstance(self.padded_prefill, bool):
+            raise ConfigError(f"padded_prefill={self.padded_prefill!r} is invalid: expected true or false")
+        if self.padded_prefill and self.batching != "vllm":
+            raise ConfigError(
+                f"padded_prefill=True is invalid with batching={self.batching!r}: only the vllm rule pads prefill "
+                "batches; expected padded_prefill=false or batching='vllm'"
+            )
