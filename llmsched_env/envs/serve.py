@@ -15,11 +15,11 @@ from ..sim.api import build_engine, resolve_hardware
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, summarize
 from ..sim.observe import (
-    COUNT_SCALE,
+    COUNT_SCALE,  # noqa: F401  (re-exported: the network env reads it here)
     DECISION_FEATURES,
     GLOBAL_FEATURES,
     HIDDEN_FEATURES,
-    NUM_GLOBAL_FEATURES,
+    NUM_GLOBAL_FEATURES,  # noqa: F401  (re-exported)
     REQUEST_FEATURES,
     global_features_into,
     request_features_into,
