@@ -85,6 +85,12 @@ class RequestBatch:
     refresh_offsets: np.ndarray | None = None  # int64 (n + 1,)
     refresh_values: np.ndarray | None = None  # float64 (total refreshes,)
     first_id: int = 0  # id of row 0; ids are consecutive
+    # Prefix caching (see prefix_cache.py): request i's hash chain is
+    # block_hash_values[block_hash_offsets[i]:block_hash_offsets[i+1]], one value per block of
+    # block_hash_size tokens identifying the whole prefix up to that block's end; None: no chains.
+    block_hash_offsets: np.ndarray | None = None  # int64 (n + 1,)
+    block_hash_values: np.ndarray | None = None  # int64 (total blocks,)
+    block_hash_size: int = 16  # tokens per hashed block (Mooncake traces: 512)
 
     def __len__(self) -> int:
         return int(self.arrival_time.shape[0])
@@ -133,6 +139,8 @@ class Request:
         "stamp",
         "meta",
         "held",
+        "block_hashes",
+        "cache_refs",
     )
 
     def __init__(
@@ -179,6 +187,10 @@ class Request:
         self.stamp = 0  # bumped each time it joins the steady set (invalidates old heap entries)
         self.meta: object = None  # free for the caller (e.g. the workflow a call belongs to)
         self.held = False  # not admissible until released (an agent that picks admissions holds new arrivals)
+        # prefix caching (prefix_cache.py): the hash chain of its blocks in the engine's block
+        # size, and the hashes of the cached blocks it references (its first len() blocks)
+        self.block_hashes: list[int] | None = None
+        self.cache_refs: list[int] | None = None
 
     # -- derived quantities (read-only) -------------------------------------------------------
     @property
