@@ -513,8 +513,7 @@ def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
     """
     kind = cfg.lengths
     if cfg.prefix == "multi-turn":
-        prompt, output = sample_lengths(cfg, 20_000, 0)
-        return float(np.mean(prompt)), float(np.mean(output))
+        return _multi_turn_means(cfg)
     if kind == "lognormal":
         return (
             _lognormal_clipped_mean(cfg.prompt_mean, cfg.prompt_sigma, cfg.max_prompt_len),
@@ -546,6 +545,13 @@ def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
     prompt = p.prompt.coarse_means(cfg.max_prompt_len)[p.cell_prompt_bin]
     output = p.output.coarse_means(cfg.max_output_len)[p.cell_output_bin]
     return float(weights @ prompt), float(weights @ output)
+
+
+@functools.lru_cache(maxsize=32)
+def _multi_turn_means(cfg: WorkloadConfig) -> tuple[float, float]:
+    """Sample means of 20,000 multi-turn requests (prompts grow with the conversation)."""
+    prompt, output = sample_lengths(cfg, 20_000, 0)
+    return float(np.mean(prompt)), float(np.mean(output))
 
 
 def spearman_correlation(x: np.ndarray, y: np.ndarray) -> float:
