@@ -35,6 +35,7 @@ import numpy as np
 from .api import request_stream, resolve_hardware
 from .capacity import sustainable_rate
 from .config import SimConfig
+from .cost import CostModel
 from .engine import Engine
 from .engine_config import EngineConfig
 from .metrics import SLO, TimeSeries, summarize
@@ -168,9 +169,18 @@ class Cluster:
         config: the cluster and its workload.
         policies: one scheduling policy per replica (default FCFS on each).
         seed: overrides ``config.seed``.
+        costs: per replica, a cost model replacing its hardware preset's (None: the preset's);
+            the arrival rate for ``load`` still comes from the presets, so give ``rate`` with them.
     """
 
-    def __init__(self, config: ClusterConfig, policies: Sequence[Policy] | None = None, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        policies: Sequence[Policy] | None = None,
+        *,
+        seed: int | None = None,
+        costs: Sequence[CostModel | None] | None = None,
+    ) -> None:
         if not isinstance(config, ClusterConfig):
             raise fail("config", type(config).__name__, "a ClusterConfig")
         self.config = config
@@ -181,6 +191,10 @@ class Cluster:
             policies = [FCFS() for _ in range(n)]
         if len(policies) != n:
             raise ConfigError(f"policies: got {len(policies)} policies for {n} replicas: expected one per replica")
+        if costs is None:
+            costs = [None] * n
+        if len(costs) != n:
+            raise ConfigError(f"costs: got {len(costs)} cost models for {n} replicas: expected one per replica (None: the preset's)")
         self.max_time = _INF if config.max_time_s is None else float(config.max_time_s)
         predictor = make_predictor(config.predictor)
         self.rate = config.arrival_rate()
@@ -188,8 +202,8 @@ class Cluster:
         self.records = [RecordBuffer() for _ in range(n)]
         self.series = [TimeSeries() for _ in range(n)]
         self._kv_bytes: list[float] = []
-        for i, (engine_config, policy) in enumerate(zip(config.replicas, policies)):
-            hw = resolve_hardware(engine_config)
+        for i, (engine_config, policy, cost) in enumerate(zip(config.replicas, policies, costs)):
+            hw = resolve_hardware(engine_config, cost)
             self._kv_bytes.append(hw.kv_bytes_per_block)
             self.engines.append(
                 Engine(

@@ -28,6 +28,8 @@ Length distributions (``lengths``); every length is an int64 >= 1, clipped (not 
   nearest integer; ``length_correlation`` is the correlation of the two underlying normals (a
   Gaussian copula; the Spearman rank correlation is ``6/pi * asin(rho/2)``).
 * ``poisson``: Poisson with the given means, values of 0 raised to 1.
+* ``geometric``: geometric on 1, 2, ... with the given means (memoryless: with a constant
+  iteration time the service time is the lattice analogue of an exponential, for M/M/c checks).
 * ``fixed``: every request has exactly ``prompt_mean`` / ``output_mean`` tokens (whole numbers).
 * ``uniform``: integers uniform on ``[round(mean*(1-uniform_spread)), round(mean*(1+uniform_spread))]``
   (lower end at least 1), independent.
@@ -100,7 +102,7 @@ from .request import RequestBatch
 from .traces import TIME_UNITS, TRACE_FORMATS, Trace, read_trace
 from .validation import check_choice, check_number, check_positive, fail
 
-LENGTH_KINDS: tuple[str, ...] = ("lognormal", "poisson", "fixed", "uniform", "trace")
+LENGTH_KINDS: tuple[str, ...] = ("lognormal", "poisson", "geometric", "fixed", "uniform", "trace")
 ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "gamma", "onoff", "deterministic", "trace")
 PRESET_DIR = Path(__file__).resolve().parent / "data" / "lengths"
 
@@ -416,6 +418,9 @@ class _LengthStream:
         elif kind == "poisson":
             prompt = self.rng_prompt.poisson(c.prompt_mean, n)
             output = self.rng_output.poisson(c.output_mean, n)
+        elif kind == "geometric":
+            prompt = self.rng_prompt.geometric(1.0 / c.prompt_mean, n)
+            output = self.rng_output.geometric(1.0 / c.output_mean, n)
         elif kind == "fixed":
             prompt = np.full(n, int(c.prompt_mean))
             output = np.full(n, int(c.output_mean))
@@ -483,6 +488,14 @@ def _poisson_clipped_mean(mean: float, cap: int | None) -> float:
     return float(np.sum(np.exp(log_pmf) * values))
 
 
+def _geometric_clipped_mean(mean: float, cap: int | None) -> float:
+    """E[min(K, cap)] for K geometric on 1, 2, ... with mean ``mean``: sum of P(K >= k) = q^(k-1)."""
+    if cap is None:
+        return float(mean)
+    q = 1.0 - 1.0 / mean
+    return float(mean * (1.0 - q**cap))
+
+
 def _uniform_clipped_mean(lo: int, hi: int, cap: int | None) -> float:
     k = np.arange(lo, hi + 1)
     return float(np.mean(_clip(k, cap)))
@@ -521,6 +534,8 @@ def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
         )
     if kind == "poisson":
         return _poisson_clipped_mean(cfg.prompt_mean, cfg.max_prompt_len), _poisson_clipped_mean(cfg.output_mean, cfg.max_output_len)
+    if kind == "geometric":
+        return _geometric_clipped_mean(cfg.prompt_mean, cfg.max_prompt_len), _geometric_clipped_mean(cfg.output_mean, cfg.max_output_len)
     if kind == "fixed":
         return (
             float(min(cfg.prompt_mean, cfg.max_prompt_len or math.inf)),
