@@ -23,8 +23,15 @@ HOT_PATH = [
 ]
 
 
+# setuptools runs this file for every build hook (build requirements, metadata, the build);
+# only the commands that build need the extensions, and mypyc takes a minute or two each time.
+BUILD_COMMANDS = ("build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install")
+
+
 def compiled_extensions() -> list:
     if os.environ.get("LLMSCHED_PURE_PYTHON", "") not in ("", "0"):
+        return []
+    if not any(command in sys.argv[1:] for command in BUILD_COMMANDS):
         return []
     try:
         from mypyc.build import mypycify

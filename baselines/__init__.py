@@ -8,6 +8,8 @@ One module per policy, each saying what the policy is and where it comes from:
 * ``sprpt`` — shortest predicted remaining processing time, preemptive (Mitzenmacher & Shahout 2025).
 * ``trail`` — SPRPT on refined predictions with limited preemption (Shahout et al., ICLR 2025).
 * ``mlfq``  — FastServe's skip-join multi-level feedback queue (Wu et al. 2023).
+* ``mcsf``  — memory-constrained shortest first with admission control (Jaillet et al. 2025),
+  optionally with an aging guard (``mcsf:max_wait_s=60``).
 * ``vllm-recompute``, ``swap-first``, ``cost-aware`` — FCFS with a choice of preemption mode
   (:mod:`baselines.preemption`).
 
@@ -20,7 +22,7 @@ settings plus a policy).
 
 >>> import baselines
 >>> baselines.available()
-['cost-aware', 'fcfs', 'mlfq', 'sjf', 'sprpt', 'srpt', 'swap-first', 'trail', 'vllm-recompute']
+['cost-aware', 'fcfs', 'mcsf', 'mlfq', 'sjf', 'sprpt', 'srpt', 'swap-first', 'trail', 'vllm-recompute']
 >>> baselines.parse("trail:C=0.5").name
 'trail:C=0.5'
 """
@@ -34,6 +36,7 @@ from llmsched_env.sim.validation import ConfigError, check_known_keys
 from .agent import PolicyAgent
 from .base import Baseline
 from .fcfs import FCFS
+from .mcsf import MCSF
 from .mlfq import MLFQ
 from .preemption import CostAware, SwapFirst, VLLMRecompute
 from .sjf import SJF
@@ -42,7 +45,7 @@ from .srpt import SRPT
 from .trail import Trail
 
 _POLICIES: dict[str, type[Baseline]] = {
-    cls.key: cls for cls in (FCFS, MLFQ, SJF, SPRPT, SRPT, Trail, VLLMRecompute, SwapFirst, CostAware)
+    cls.key: cls for cls in (FCFS, MCSF, MLFQ, SJF, SPRPT, SRPT, Trail, VLLMRecompute, SwapFirst, CostAware)
 }
 
 
@@ -110,6 +113,7 @@ from . import network, systems  # noqa: E402  (they use parse, defined above)
 
 __all__ = [
     "FCFS",
+    "MCSF",
     "MLFQ",
     "SJF",
     "SPRPT",

@@ -14,7 +14,9 @@ env's action:
 
 With every request visible (``num_slots`` at least the number in the system) an env episode driven
 by ``PolicyAgent(policy)`` gives the same per-request results as ``simulate(config, policy,
-seed)`` (tests/test_baselines_agent.py). The agent reads the requests themselves (``env.unwrapped.
+seed)`` (tests/test_baselines_agent.py), except for admission control (a policy's ``admit``
+hook, MC-SF's), which the rank action cannot express: through the env such a policy is only its
+order. The agent reads the requests themselves (``env.unwrapped.
 slots``), which is how a heuristic sees them in the engine; learned agents see only observations.
 """
 

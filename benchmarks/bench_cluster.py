@@ -1,16 +1,12 @@
 """The routing baselines on serving clusters: mean and P99 latency, TTFT and prefix hit rate with
 95 % confidence intervals over seeds (common random numbers: every router serves the same requests).
 
-Scenarios (every replica Llama-2-7B, Sarathi batching, FCFS, automatic prefix caching on):
-
-* ``chat-multiturn``: 4 A100 replicas, multi-turn chat (Azure conversation lengths per turn; each
-  turn's prompt is the conversation so far; 64 concurrent conversations, 4 turns on average), load 0.8.
-* ``chat-system-prompt``: 4 A100 replicas, Azure conversation lengths behind one of 8 system
-  prompts of 2,048 tokens, load 0.8.
-* ``hetero-a100-h100``: 2 A100 + 2 H100 replicas, the multi-turn chat workload, load 0.8 of the
-  summed capacities.
-* ``mooncake-4x``: 4 A100 replicas replaying the first requests of the Mooncake conversation trace
-  with its hash_ids (prompts clipped at 16k tokens), timing rescaled to load 0.7 (needs the trace).
+Scenarios: the registry's cluster scenarios (``llmsched_env.scenarios.cluster_names()``:
+``cluster-chat-multiturn``, ``cluster-hetero``, ``cluster-system-prompt``; every replica
+Llama-2-7B, Sarathi batching, FCFS, automatic prefix caching on), and ``mooncake-4x``: the replicas
+of ``cluster-chat-multiturn`` replaying the first requests of the Mooncake conversation trace with
+its hash_ids (prompts clipped at 16k tokens), timing rescaled to load 0.7 (when the trace is
+present).
 
     python benchmarks/bench_cluster.py            # 5 seeds
     python benchmarks/bench_cluster.py --quick    # 2 seeds, fewer requests
@@ -29,30 +25,19 @@ if not __package__:  # run as a script: make the repository root importable
 from baselines.routing import available_routers, make_router  # noqa: E402
 from benchmarks.bench_baselines import ci  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
-from llmsched_env.sim import EngineConfig, WorkloadConfig  # noqa: E402
+from llmsched_env import scenarios as llmsched_scenarios  # noqa: E402
+from llmsched_env.sim import WorkloadConfig  # noqa: E402
 from llmsched_env.sim.cluster import Cluster, ClusterConfig  # noqa: E402
 
 MOONCAKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces" / "mooncake_fast25_conversation_trace.jsonl.gz"
 
 
 def scenarios(num_requests: int) -> dict[str, ClusterConfig]:
-    a100 = EngineConfig(hardware="llama2-7b/a100", enable_prefix_caching=True)
-    h100 = EngineConfig(hardware="llama2-7b/h100", enable_prefix_caching=True)
-    multiturn = WorkloadConfig(lengths="azure-conv", prefix="multi-turn", num_conversations=64, turns_mean=4.0,
-                               max_prompt_len=16384, num_requests=num_requests)
-    out = {
-        "chat-multiturn": ClusterConfig(replicas=(a100,) * 4, workload=multiturn, load=0.8),
-        "chat-system-prompt": ClusterConfig(
-            replicas=(a100,) * 4,
-            workload=WorkloadConfig(lengths="azure-conv", prefix="system-prompt", system_prompt_len=2048, num_system_prompts=8,
-                                    num_requests=num_requests),
-            load=0.8,
-        ),
-        "hetero-a100-h100": ClusterConfig(replicas=(a100, a100, h100, h100), workload=multiturn, load=0.8),
-    }
+    """The registry's cluster scenarios, and the Mooncake replay when the trace is present."""
+    out = {name: llmsched_scenarios.cluster_config(name, num_requests=num_requests) for name in llmsched_scenarios.cluster_names()}
     if MOONCAKE.exists():
-        out["mooncake-4x"] = ClusterConfig(
-            replicas=(a100,) * 4,
+        base = out["cluster-chat-multiturn"]
+        out["mooncake-4x"] = base.replace(
             workload=WorkloadConfig(lengths="trace", arrival="trace", trace_path=str(MOONCAKE), prefix="trace",
                                     max_prompt_len=16384, num_requests=num_requests),
             load=0.7,

@@ -5,7 +5,9 @@ Reads ../shared/data/traces (see its README for origins and licences), writes on
 finer <= 160-bin histogram per axis, the source, and the trace's own length and arrival statistics), then samples each preset with the simulator's
 sampler and prints trace vs sampled mean / median / p90 / p99 and Spearman correlation.
 
-    PYTHONPATH=. python benchmarks/fit_length_presets.py [--data DIR] [--coarse-bins 40] [--fine-bins 160] [--check-only]
+    PYTHONPATH=. python benchmarks/fit_length_presets.py [--data DIR] [--presets NAME ...] [--coarse-bins 40] [--fine-bins 160] [--check-only]
+
+The ServeGen preset is drawn from the per-client PMFs (see ``servegen_trace``) rather than read from rows.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ MOONCAKE = dict(
     license="Apache-2.0",
     citation="Qin et al., Mooncake: Trading more storage for less computation, "
     "a KVCache-centric architecture for serving LLM chatbot, FAST 2025",
+)
+
+SERVEGEN = dict(
+    commit="f891d1189eb32b3868dfc443800c4150548c282a",
+    license="Apache-2.0",
+    citation="Xiang et al., ServeGen: Workload characterization of large language model serving in production, "
+    "arXiv:2505.09999 (NSDI 2026)",
 )
 
 PRESETS: dict[str, dict] = {
@@ -77,6 +86,16 @@ PRESETS: dict[str, dict] = {
         description="Mooncake synthetic trace built from public datasets, Poisson arrivals",
         origin="github.com/kvcache-ai/Mooncake FAST25-release/traces/synthetic_trace.jsonl",
         **MOONCAKE,
+    ),
+    "servegen-deepseek-r1": dict(
+        file="servegen_deepseek_r1_length_pmfs.json.gz",
+        arrivals_file="servegen_client_arrivals.csv.gz",
+        description="DeepSeek-R1 reasoning requests on Alibaba Bailian (ServeGen): per-client input/output length "
+        "PMFs of each 6-hour window, mixed with weights equal to that client's requests in the window "
+        "(rate x 600 s summed over its 10-minute windows); 2,000,000 draws of the mixture",
+        origin="github.com/alibaba/ServeGen data/reason/deepseek-r1/chunk-*-dataset.json and chunk-*-trace.csv",
+        samples=2_000_000,
+        **SERVEGEN,
     ),
 }
 
@@ -139,8 +158,40 @@ def to_json(obj: dict) -> str:
     return re.sub(r"\[[\d\s,.\-]*\]", lambda m: "[" + " ".join(m.group(0)[1:-1].split()) + "]", text) + "\n"
 
 
+def servegen_trace(spec: dict, data: Path, seed: int = 0) -> Trace:
+    """Draws of ServeGen's per-client length PMFs, each (client, 6-hour window) weighted by the
+    client's requests in that window (its 10-minute rates x 600 s); input and output are drawn
+    independently within a client-window, as ServeGen gives them (no joint PMF is published)."""
+    import ast
+    import csv
+    import gzip
+
+    pmfs = json.loads(gzip.open(data / spec["file"], "rt").read())["clients"]
+    requests: dict[tuple[str, int], float] = {}
+    with gzip.open(data / spec["arrivals_file"], "rt") as f:
+        for row in csv.DictReader(f):
+            if row["model"] == "deepseek-r1":
+                key = (row["client_id"], int(float(row["window_start_s"])) // 21600 * 21600)
+                requests[key] = requests.get(key, 0.0) + float(row["rate_rps"]) * 600.0
+    parts = [(client, int(window), fields) for client, windows in pmfs.items() for window, fields in windows.items()]
+    weights = np.asarray([requests.get((client, window), 0.0) for client, window, _ in parts])
+    rng = np.random.default_rng(seed)
+    n = int(spec["samples"])
+    which = rng.choice(len(parts), size=n, p=weights / weights.sum())
+    prompt = np.empty(n, dtype=np.int64)
+    output = np.empty(n, dtype=np.int64)
+    for k in np.flatnonzero(np.bincount(which, minlength=len(parts))):
+        rows = np.flatnonzero(which == k)
+        for out, field in ((prompt, "input_tokens"), (output, "output_tokens")):
+            pmf = ast.literal_eval(parts[k][2][field])
+            values = np.asarray(list(pmf), dtype=np.int64)
+            probs = np.asarray(list(pmf.values()), dtype=np.float64)
+            out[rows] = rng.choice(values, size=len(rows), p=probs / probs.sum())
+    return Trace(arrival_time=None, prompt_len=np.maximum(prompt, 1), output_len=np.maximum(output, 1), source=str(data / spec["file"]))
+
+
 def fit(name: str, spec: dict, data: Path, coarse: int, fine: int) -> dict:
-    trace = read_trace(data / spec["file"])
+    trace = servegen_trace(spec, data) if "arrivals_file" in spec else read_trace(data / spec["file"])
     return dict(
         name=name,
         description=spec["description"],
@@ -195,13 +246,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=400_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check-only", action="store_true", help="only compare the existing JSON files")
+    parser.add_argument("--presets", nargs="+", choices=sorted(PRESETS), default=sorted(PRESETS), help="presets to fit")
     args = parser.parse_args()
     if not args.check_only:
         PRESET_DIR.mkdir(parents=True, exist_ok=True)
-        for name, spec in PRESETS.items():
+        for name, spec in ((n, PRESETS[n]) for n in args.presets):
             (PRESET_DIR / f"{name}.json").write_text(to_json(fit(name, spec, args.data, args.coarse_bins, args.fine_bins)))
             print(f"wrote {PRESET_DIR / (name + '.json')}")
-    for name in PRESETS:
+    for name in args.presets:
         compare(name, args.samples, args.seed)
 
 

@@ -1,7 +1,7 @@
 """Train a routing agent on ``llmsched/Cluster-v0`` with MaskablePPO and compare it with the routing
 baselines on held-out seeds.
 
-The scenario is ``chat-multiturn`` of ``benchmarks/bench_cluster.py`` (4 A100 replicas,
+The scenario is ``cluster-chat-multiturn`` of ``llmsched_env.scenarios`` (4 A100 replicas,
 multi-turn chat with prefix caching, load 0.8); training episodes are ``--train-requests``
 requests long, evaluation episodes ``--eval-requests``, on simulation seeds 10,000 + k that training
 never sees. The agent acts on observations only (per replica: queue, batch, free KV, iteration
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--train-requests", type=int, default=300)
     parser.add_argument("--eval-requests", type=int, default=1000)
     parser.add_argument("--eval-seeds", type=int, default=5)
-    parser.add_argument("--scenario", default="chat-multiturn")
+    parser.add_argument("--scenario", default="cluster-chat-multiturn")
     parser.add_argument("--save", default=None, help="write the trained model here (.zip)")
     args = parser.parse_args()
 

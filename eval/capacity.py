@@ -25,7 +25,7 @@ from llmsched_env.sim import SimConfig, sustainable_rate
 
 from .config import CapacityConfig, EvalConfig
 from .policies import PolicyEntry
-from .runner import Run, RunResult, run_all, scenario_config, with_x
+from .runner import Run, RunResult, run_all, with_x
 
 DEFAULT_LOAD_RANGE = (0.1, 1.5)  # also the default rate range, as multiples of the sustainable rate
 
@@ -105,12 +105,9 @@ def search_capacity(
     assert config.capacity is not None
     cap = config.capacity
     scenarios = []
-    for workload in config.workload_list():
-        probe_workload = dataclasses.replace(workload.config, num_requests=cap.num_requests)
-        for hardware in config.hardware_list:
-            for system in config.system_list:
-                base = scenario_config(config, probe_workload, hardware, system)
-                scenarios.append(((workload.label, hardware, system), base))
+    for setting in config.settings():
+        probe = setting.sim.replace(workload=dataclasses.replace(setting.sim.workload, num_requests=cap.num_requests))
+        scenarios.append(((setting.label, setting.hardware, setting.system), probe))
     searches: list[tuple[CapacitySearch, SimConfig, PolicyEntry]] = []
     for scenario, base in scenarios:
         low, high = cap.low, cap.high

@@ -1,12 +1,14 @@
 """``llmsched-eval`` / ``python -m eval``: compare scheduling policies on the same workloads.
 
 With no arguments it runs the built-in default (``configs/eval/default.yaml`` is the same config
-written out): every baseline (and every agent shipped in ``models/``) on 3,000 ShareGPT-like
-requests at loads 0.5, 0.8 and 0.95 with 3 seeds, and prints a table per load with the winner of
-each column marked. ``--config`` reads a YAML eval config; flags override it.
+written out): every baseline (and every agent shipped in ``models/``) on the scheduling-sensitive
+scenarios of ``configs/scenarios/``, each at its own load, 5 seeds, and prints the leaderboard
+(latency relative to FCFS per policy and scenario, with intervals and a geometric mean).
+``--config`` reads a YAML eval config; flags override it.
 
 Outputs go to ``--out`` (default ``eval_out/<name>``, ``eval_out/default`` for the default; a
-rerun replaces the previous outputs there): ``results.json`` and ``results.csv`` (one record per
+rerun of the same config replaces the previous outputs there, a different evaluation needs
+``--overwrite`` or another folder): ``results.json`` and ``results.csv`` (one record per
 run, written as runs complete), ``runs/<n>.npz`` (per-request records), ``aggregate.csv`` (means,
 95 % intervals, ratios), ``summary.md`` (the console tables), ``config.yaml`` (the resolved
 config, reusable with ``--config``), ``capacity.json`` (with ``--capacity``), PNG plots in
@@ -30,17 +32,19 @@ import numpy as np
 import yaml
 
 from llmsched_env.cli_args import ArgumentParser
+from llmsched_env.sim.config import yaml_load
 from llmsched_env.sim import available_hardware, available_length_presets
 from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
 from .capacity import CapacitySearch, search_capacity
-from .config import EvalConfig, load_eval_config
+from .config import WORKLOAD_GRID_LOADS, EvalConfig, load_eval_config
 from .policies import ALL_BASELINES, BUNDLED_AGENTS, MODELS_DIR, expand, find_reference
 from .report import (
     aggregate_csv,
     capacity_table,
     grid_tables,
+    leaderboard_tables,
     markdown,
     print_console,
     scenario_slugs,
@@ -63,11 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="YAML", help="eval config file (configs/eval/*.yaml)")
     p.add_argument("--policies", nargs="+", metavar="POLICY", help="policies to compare")
     p.add_argument("--reference", metavar="POLICY", help="policy the ratios are taken against (default fcfs)")
-    p.add_argument("--workloads", nargs="+", metavar="W", help="length presets or trace files")
+    p.add_argument("--scenarios", nargs="+", metavar="NAME", help="named scenarios (llmsched_env.scenarios), 'all' or 'leaderboard' (the default)")
+    p.add_argument("--workloads", nargs="+", metavar="W", help="length presets or trace files (a grid of workloads instead of scenarios)")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--loads", nargs="+", type=float, metavar="X", help="loads (fractions of capacity)")
     grid.add_argument("--rates", nargs="+", type=float, metavar="R", help="arrival rates (requests/s)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="one number N: seeds 0..N-1; several: those seeds")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--num-seeds", type=int, metavar="N", help="seeds 0..N-1")
+    seeds.add_argument("--seeds", nargs="+", type=int, metavar="S", help="these seeds (--seeds 42: seed 42 alone)")
     p.add_argument("--hardware", nargs="+", metavar="H", help="model/GPU presets")
     p.add_argument("--systems", nargs="+", metavar="S", help="engine presets: vllm, orca, sarathi, fastertransformer")
     p.add_argument("--num-requests", type=int, metavar="N", help="requests per run")
@@ -87,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--out", metavar="DIR", help="output folder (default eval_out/<name>)")
     p.add_argument("--name", help="evaluation name (default 'default')")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of a different evaluation in the output folder")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard logs")
     p.add_argument("--no-requests", action="store_true", help="do not keep per-request records (runs/*.npz)")
@@ -112,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     if args.config:
         data = load_eval_config(args.config).to_dict()  # validates the file on its own first
     flags = {
+        "scenarios": args.scenarios,
         "policies": args.policies,
         "reference": args.reference,
         "workloads": args.workloads,
@@ -121,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         "out": args.out,
         "name": args.name,
         "sim.workload.num_requests": args.num_requests,
+        "num_requests": args.num_requests,
         "sim.predictor.kind": args.predictor,
         "sim.slo_ttft_s": args.slo_ttft,
         "sim.slo_tpot_s": args.slo_tpot,
@@ -136,13 +146,19 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             raise ConfigError("--capacity-requests and --slo-attainment need --capacity (or capacity: in the config)")
         flags.update(capacity_flags)
     if args.seeds is not None:
-        flags["seeds"] = args.seeds[0] if len(args.seeds) == 1 else args.seeds
+        flags["seeds"] = list(args.seeds)
+    if args.num_seeds is not None:
+        flags["seeds"] = args.num_seeds
     if args.loads is not None:
         data.pop("rates", None)
         flags["loads"] = args.loads
     if args.rates is not None:
         data.pop("loads", None)
         flags["rates"] = args.rates
+    if args.scenarios is None and any(v is not None for v in (args.workloads, args.hardware, args.systems)):
+        data["scenarios"] = []  # a grid of workloads x hardware x systems
+        if args.loads is None and args.rates is None and data.get("loads") is None and data.get("rates") is None:
+            data["loads"] = list(WORKLOAD_GRID_LOADS)
     for key, value in flags.items():
         if value is not None:
             _put(data, key, value)
@@ -151,7 +167,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         if not sep or not key:
             raise ConfigError(f"--set {item!r} is invalid: expected KEY=VALUE, e.g. sim.engine.batching=vllm")
         try:
-            _put(data, key.strip(), yaml.safe_load(text))
+            _put(data, key.strip(), yaml_load(text))
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     for key, value in (("plots", args.no_plots), ("tensorboard", args.no_tensorboard), ("save_requests", args.no_requests)):
@@ -184,8 +200,17 @@ def list_choices() -> str:
     return "\n".join(lines)
 
 
-def prepare_out_dir(out: Path) -> None:
-    """Create the output folder, removing a previous evaluation's outputs (and nothing else)."""
+def config_text(config: EvalConfig) -> str:
+    """The resolved config as written to ``config.yaml`` (also what tells two evaluations apart)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def prepare_out_dir(out: Path, config: EvalConfig | None = None, overwrite: bool = False) -> None:
+    """Create the output folder, removing a previous evaluation's outputs (and nothing else).
+
+    A folder holding a *different* evaluation (its ``config.yaml`` differs from ``config``'s) is
+    kept unless ``overwrite``: a grid of one's own never silently replaces another's results (a
+    rerun of the same config does replace them)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is invalid: it is a file, expected a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -194,6 +219,14 @@ def prepare_out_dir(out: Path) -> None:
                 f"out={str(out)!r} is invalid: the folder is not empty and holds no earlier evaluation; "
                 "expected an empty or new folder"
             )
+        earlier = out / "config.yaml"
+        if config is not None and not overwrite and earlier.exists():
+            previous = "".join(line for line in earlier.read_text().splitlines(keepends=True) if not line.startswith("#"))
+            if previous != config_text(config):
+                raise ConfigError(
+                    f"out={str(out)!r} holds the results of a different evaluation (its config.yaml differs): "
+                    "expected a new folder (--out DIR or --name NAME), or --overwrite to replace them"
+                )
         for name in OUTPUTS:
             (out / name).unlink(missing_ok=True)
         for name in OUTPUT_DIRS:
@@ -209,8 +242,17 @@ def prepare_out_dir(out: Path) -> None:
 
 def _header(config: EvalConfig, policies: list, reference: str, done: int, total: int, seconds: float, jobs: int) -> list[str]:
     sim, engine = config.sim, config.sim.engine
+    xs = ", ".join(f"{x:g}" for x in config.xs) if config.xs else "each scenario's own"
+    if config.scenarios:
+        requests = f"{config.num_requests:,}" if config.num_requests else "each scenario's"
+        return [
+            f"{PROG}: {config.name}",
+            f"policies: {', '.join(p.label for p in policies)} (reference {reference})",
+            f"scenarios: {', '.join(config.scenarios)}; {requests} requests per run; {config.axis}s {xs}; "
+            f"seeds {', '.join(map(str, config.seeds))}",
+            f"{done} of {total} runs in {seconds:.1f} s on {jobs} process{'es' * (jobs != 1)}",
+        ]
     workloads = ", ".join(w.label for w in config.workload_list())
-    xs = ", ".join(f"{x:g}" for x in config.xs)
     slo = ", ".join(
         f"{name} ≤ {value:g} s" for name, value in (("TTFT", sim.slo_ttft_s), ("TPOT", sim.slo_tpot_s)) if value is not None
     )
@@ -232,15 +274,14 @@ def _header(config: EvalConfig, policies: list, reference: str, done: int, total
     ]
 
 
-def evaluate(config: EvalConfig, console: bool = True) -> int:
+def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False) -> int:
     """Run an evaluation and write its outputs; returns the exit code (0, or 130 if interrupted)."""
     policies = expand(config.policies)
     reference = find_reference(config.reference, policies)
     out = config.out_dir
-    prepare_out_dir(out)
+    prepare_out_dir(out, config, overwrite)
     (out / "config.yaml").write_text(
-        f"# resolved config of this evaluation; rerun with: {PROG} --config {out / 'config.yaml'}\n"
-        + yaml.safe_dump(config.to_dict(), sort_keys=False)
+        f"# resolved config of this evaluation; rerun with: {PROG} --config {out / 'config.yaml'}\n" + config_text(config)
     )
     runs = build_grid(config, policies)
     writer = ResultWriter(out, config.save_requests)
@@ -285,8 +326,10 @@ def report(
     tables = grid_tables(cells, reference, config.axis)
     if searches and config.capacity is not None:
         tables.append(capacity_table(searches, config.axis, config.capacity.criterion))
+    # a suite of scenarios prints its leaderboard; the per-scenario tables go to summary.md
+    board = leaderboard_tables(cells, reference) if config.scenarios else []
     header = _header(config, policies, reference, len(writer.results), total, seconds, jobs)
-    (out / "summary.md").write_text(markdown(tables, header, reference))
+    (out / "summary.md").write_text(markdown(board + tables, header, reference))
     (out / "aggregate.csv").write_text(aggregate_csv(cells, config.axis))
     slugs = scenario_slugs(list(dict.fromkeys([c.scenario for c in cells] + [s.scenario for s in searches])))
     latencies = pooled_latencies(writer.results)
@@ -300,7 +343,9 @@ def report(
 
         write_tensorboard(out / "tb", cells, latencies, searches, policies, reference, slugs, plot_files)
     if console:
-        print_console(tables, header, reference)
+        print_console(board or tables, header, reference)
+        if board:
+            print(f"per-scenario tables (TTFT, TPOT, throughput, SLO, stability): {out / 'summary.md'}")
         print(f"\nwrote {out}/: results.json, results.csv, aggregate.csv, summary.md"
               + (", plots/" if plot_files else "") + (", tb/" if config.tensorboard else ""))
         if config.tensorboard:
@@ -324,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             print(list_choices())
             return 0
-        return evaluate(config_from_args(args))
+        return evaluate(config_from_args(args), overwrite=args.overwrite)
     except ConfigError as err:
         message = " ".join(str(err).split())  # one line
         print(f"{PROG}: error: {message}", file=sys.stderr)

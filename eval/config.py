@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from llmsched_env.sim import SimConfig, WorkloadConfig, available_hardware, available_length_presets
-from llmsched_env.sim.config import dataclass_from_dict
+from llmsched_env.sim.config import dataclass_from_dict, from_dict
 from llmsched_env.sim.validation import (
     ConfigError,
     check_choice,
@@ -103,9 +103,23 @@ class Workload:
     config: WorkloadConfig
 
 
+WORKLOAD_GRID_LOADS = (0.5, 0.8, 0.95)  # the loads of a grid of workloads when none are given
+
+
+@dataclass(frozen=True)
+class GridScenario:
+    """One setting of the grid (before load and seed): its label and base simulation."""
+
+    label: str
+    hardware: str
+    system: str | None
+    sim: SimConfig
+
+
 @dataclass(frozen=True)
 class EvalConfig:
-    """An evaluation: policies x workloads x loads (or rates) x hardware x systems x seeds.
+    """An evaluation: policies x settings x loads (or rates) x seeds, where the settings are
+    named scenarios (``scenarios``) or workloads x hardware x systems.
 
     Attributes:
         name: names the default output folder ``eval_out/<name>``.
@@ -124,6 +138,11 @@ class EvalConfig:
             ``fastertransformer``); a system fixes the engine's batching rule and limits while
             ``policies`` still says who schedules (empty: ``sim.engine`` as given).
         sim: the base simulation: engine, workload defaults, predictor, SLO targets, time limit.
+        scenarios: named scenarios (``llmsched_env.scenarios``; ``all`` for every one,
+            ``leaderboard`` for the scheduling-sensitive ones) run each with its own simulation;
+            ``workloads``, ``hardware``, ``systems`` and ``sim`` are then unused. Without ``loads``
+            and ``rates`` each scenario runs at its own load.
+        num_requests: requests per scenario run (None: each scenario's own).
         capacity: the capacity search, or None to skip it.
         jobs: worker processes (0: all cores).
         out: output folder (None: ``eval_out/<name>``).
@@ -135,9 +154,11 @@ class EvalConfig:
     policies: tuple[str, ...] = ("all-baselines", "bundled-agents")
     reference: str = "fcfs"
     workloads: tuple[Any, ...] = ("sharegpt",)
-    loads: tuple[float, ...] | None = (0.5, 0.8, 0.95)
+    loads: tuple[float, ...] | None = None
     rates: tuple[float, ...] | None = None
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    scenarios: tuple[str, ...] = ("leaderboard",)
+    num_requests: int | None = None
     hardware: tuple[str, ...] = ()
     systems: tuple[str, ...] = ()
     sim: SimConfig = DEFAULT_SIM
@@ -160,11 +181,17 @@ class EvalConfig:
         set_("workloads", _sequence("workloads", self.workloads))
         if not self.workloads:
             raise fail("workloads", [], "at least one workload")
-        if (self.loads is None) == (self.rates is None):
+        set_("scenarios", _strings("scenarios", self.scenarios))
+        set_("scenarios", tuple(expand_scenarios(self.scenarios)))
+        if self.num_requests is not None:
+            check_positive("num_requests", self.num_requests, integer=True)
+        if self.loads is not None and self.rates is not None:
             raise ConfigError(
-                f"loads={self.loads!r} and rates={self.rates!r}: expected exactly one of them "
+                f"loads={self.loads!r} and rates={self.rates!r}: expected at most one of them "
                 "(loads: fractions of capacity; rates: requests/s)"
             )
+        if self.loads is None and self.rates is None and not self.scenarios:
+            raise ConfigError("loads=None and rates=None: expected loads (fractions of capacity) or rates (requests/s) for a grid of workloads")
         for name in ("loads", "rates"):
             values = getattr(self, name)
             if values is not None:
@@ -202,11 +229,45 @@ class EvalConfig:
     @property
     def axis(self) -> str:
         """The grid's x axis: "load" or "rate"."""
-        return "load" if self.loads is not None else "rate"
+        return "rate" if self.rates is not None else "load"
 
     @property
     def xs(self) -> tuple[float, ...]:
-        return self.loads if self.loads is not None else self.rates  # type: ignore[return-value]
+        """The grid's loads or rates (empty: each scenario at its own load)."""
+        if self.loads is not None:
+            return self.loads
+        return self.rates if self.rates is not None else ()
+
+    def settings(self) -> list[GridScenario]:
+        """The grid's settings: each scenario, or each workload x hardware x system."""
+        from llmsched_env import scenarios
+
+        if self.scenarios:
+            out = []
+            for name in self.scenarios:
+                scenario = scenarios.get(name)
+                sim = scenarios.sim_config(scenario, **({"num_requests": self.num_requests} if self.num_requests else {}))
+                out.append(GridScenario(name, sim.engine.hardware, None, sim))
+            return out
+        out = []
+        for workload in self.workload_list():
+            for hardware in self.hardware_list:
+                for system in self.system_list:
+                    sim = self.sim.replace(workload=workload.config, engine=dataclasses.replace(self.sim.engine, hardware=hardware))
+                    if system is not None:
+                        from baselines.systems import system_config
+
+                        sim, _ = system_config(system, sim)  # the system's engine; the grid's policies schedule
+                    out.append(GridScenario(workload.label, hardware, system, sim))
+        return out
+
+    def grid_xs(self, setting: GridScenario) -> tuple[float, ...]:
+        """The loads (or rates) a setting runs at: the grid's, else the scenario's own load."""
+        if self.xs:
+            return self.xs
+        if setting.sim.load is None:
+            raise ConfigError(f"scenario {setting.label!r} has no load of its own (it sets a rate): give loads or rates")
+        return (setting.sim.load,)
 
     @property
     def out_dir(self) -> Path:
@@ -252,15 +313,15 @@ class EvalConfig:
                             f"{where}: sim.{key} is set by the grid: give top-level loads/rates/seeds instead"
                         )
                 sim = _merge(DEFAULT_SIM.to_dict(), sim)
-            kwargs["sim"] = SimConfig.from_dict(sim, where=f"{where}: sim")
-        if kwargs.get("capacity") is not None:
-            kwargs["capacity"] = dataclass_from_dict(CapacityConfig, kwargs["capacity"], f"{where}: capacity")
-        if "rates" in kwargs and kwargs["rates"] is not None and "loads" not in kwargs:
-            kwargs["loads"] = None  # rates replace the default loads
+            kwargs["sim"] = sim
+        if any(key in kwargs for key in ("workloads", "hardware", "systems")) and "scenarios" not in kwargs:
+            kwargs["scenarios"] = ()  # a grid of workloads x hardware x systems, not of scenarios
+        if not kwargs.get("scenarios", cls.scenarios) and kwargs.get("loads") is None and kwargs.get("rates") is None:
+            kwargs["loads"] = WORKLOAD_GRID_LOADS
         try:
-            return cls(**kwargs)
+            return from_dict(cls, kwargs, where)  # the project's one reader: sim and capacity are built by it
         except ConfigError as err:
-            raise ConfigError(f"{where}: {err}") from None
+            raise (err if str(err).startswith(where) else ConfigError(f"{where}: {err}")) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that :meth:`from_dict` reads back (lists, dicts and scalars only)."""
@@ -280,19 +341,29 @@ class EvalConfig:
 
 def load_eval_config(path: str | Path) -> EvalConfig:
     """Read an :class:`EvalConfig` from a YAML file (missing keys keep the built-in default)."""
-    import yaml
+    from llmsched_env.sim.config import load_yaml
 
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        reason = str(err).replace("\n", " ")
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {reason}") from None
-    return EvalConfig.from_dict(data if data is not None else {}, where=str(path))
+    return EvalConfig.from_dict(load_yaml(path), where=str(path))
+
+
+def expand_scenarios(names: tuple[str, ...]) -> list[str]:
+    """Scenario names with ``all`` and ``leaderboard`` expanded, each checked, in order."""
+    from llmsched_env import scenarios
+
+    out: list[str] = []
+    for i, name in enumerate(names):
+        if name == "all":
+            chosen = scenarios.names()
+        elif name == "leaderboard":
+            chosen = scenarios.leaderboard()
+        else:
+            try:
+                scenarios.get(name)
+            except ConfigError as err:
+                raise ConfigError(f"scenarios[{i}]: {err}") from None
+            chosen = [name]
+        out += [c for c in chosen if c not in out]
+    return out
 
 
 def system_names() -> list[str]:

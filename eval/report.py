@@ -69,7 +69,8 @@ def scenario_label(scenario: tuple[str, str, str | None]) -> str:
 def short_labels(scenarios: list[tuple[str, str, str | None]]) -> dict[tuple, str]:
     """Scenario names with only what tells them apart: the workload, plus the hardware where it
     varies and the system where one is set."""
-    vary_hardware = len({s[1] for s in scenarios}) > 1
+    # the hardware tells settings apart only where one workload runs on several
+    vary_hardware = any(len({h for w2, h, _ in scenarios if w2 == w}) > 1 for w, _, _ in scenarios)
     return {
         (w, h, s): " · ".join([w] + ([h] if vary_hardware else []) + ([s] if s else [])) for w, h, s in scenarios
     }
@@ -166,6 +167,74 @@ def capacity_table(searches: list[CapacitySearch], axis: str, criterion: str) ->
         marks,
         "bisection; (fails x): the lowest probed value that failed",
     )
+
+
+ORACLES = ("srpt",)  # baselines that read the true output lengths
+LEADERBOARD_METRICS = (("e2e_mean_s", "mean latency"), ("e2e_p99_s", "p99 latency"), ("ttft_mean_s", "mean TTFT"))
+
+
+def policy_label(policy: str) -> str:
+    """A policy's name, with oracles marked (they see the true lengths no real scheduler has)."""
+    return policy + " (oracle)" if policy.split(":")[0] in ORACLES else policy
+
+
+def leaderboard_tables(cells: list[Cell], reference: str) -> list[TableData]:
+    """The suite's leaderboard: per metric, a row per policy and a column per scenario (and load)
+    with the ratio to the reference and its 95 % interval, and the geometric mean over the
+    scenarios; rows sorted by that mean, the best per column marked where it is significant
+    (its interval excludes the runner-up's ratio) or within noise."""
+    groups = points(cells)
+    columns = [(scenario, x) for scenario, x in groups]
+    loads = {x for _, x in columns}
+    labels = short_labels([scenario for scenario, _ in columns])
+    headers = [labels[scenario] + (f" @{x:g}" if len(loads) > 1 else "") for scenario, x in columns]
+    policies = list(dict.fromkeys(c.policy for c in cells))
+    by_key = {(c.scenario, c.x, c.policy): c for c in cells}
+    tables = []
+    for key, what in LEADERBOARD_METRICS:
+        ratios: dict[str, list[tuple[float, float, float]]] = {}
+        for policy in policies:
+            ratios[policy] = [
+                by_key[(s, x, policy)].ratio.get(key, (math.nan,) * 3) if (s, x, policy) in by_key else (math.nan,) * 3
+                for s, x in columns
+            ]
+        geomean = {}
+        for policy, values in ratios.items():
+            finite = [r for r, _, _ in values if math.isfinite(r) and r > 0]
+            geomean[policy] = math.exp(sum(math.log(r) for r in finite) / len(finite)) if len(finite) == len(values) and finite else math.nan
+        order = sorted(policies, key=lambda p: (p != reference, geomean[p] if math.isfinite(geomean[p]) else math.inf))
+        best_marks: dict[int, tuple[str, str]] = {}
+        for j in range(len(columns)):
+            ranked = sorted((ratios[p][j] for p in policies if p != reference and math.isfinite(ratios[p][j][0])), key=lambda r: r[0])
+            if len(ranked) >= 1 and ranked[0][0] < 1.0 - 1e-9:
+                winner_policy = next(p for p in policies if ratios[p][j] == ranked[0])
+                runner_up = ranked[1][0] if len(ranked) > 1 else 1.0
+                best_marks[j] = (winner_policy, SIGNIFICANT if ranked[0][2] < runner_up and ranked[0][0] < runner_up else WITHIN_NOISE)
+        rows, marks = [], []
+        for policy in order:
+            row, mark = [policy_label(policy)], [""]
+            for j, (r, lo, hi) in enumerate(ratios[policy]):
+                if policy == reference:
+                    row.append("1")
+                else:
+                    row.append("–" if not math.isfinite(r) else f"{r:.2f}" + (f"±{(hi - lo) / 2:.2f}" if math.isfinite(lo) else ""))
+                mark.append(best_marks[j][1] if j in best_marks and best_marks[j][0] == policy else "")
+            row.append("1" if policy == reference else ("–" if not math.isfinite(geomean[policy]) else f"{geomean[policy]:.3f}"))
+            mark.append("")
+            rows.append(row)
+            marks.append(mark)
+        seeds = max(len(c.seeds) for c in cells)
+        tables.append(
+            TableData(
+                f"leaderboard: {what} × {reference} ({seeds} seeds)",
+                ["policy"] + headers + ["geomean"],
+                rows,
+                marks,
+                f"ratio of {what} to {reference}'s on the same requests, geometric mean over seeds ±half the 95 % "
+                "interval; geomean: over the scenarios; below 1 is better",
+            )
+        )
+    return tables
 
 
 def aggregate_csv(cells: list[Cell], axis: str) -> str:

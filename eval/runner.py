@@ -63,17 +63,6 @@ class RunResult:
     latencies: dict[str, np.ndarray]  # e2e and ttft (s) of finished requests
 
 
-def scenario_config(config: EvalConfig, workload, hardware: str, system: str | None) -> SimConfig:
-    """The base simulation of one (workload, hardware, system) cell, before load and seed."""
-    sim = config.sim
-    sim = sim.replace(workload=workload, engine=dataclasses.replace(sim.engine, hardware=hardware))
-    if system is not None:
-        from baselines.systems import system_config
-
-        sim, _ = system_config(system, sim)  # the system's engine; the grid's policies schedule
-    return sim
-
-
 def with_x(sim: SimConfig, axis: str, x: float, seed: int) -> SimConfig:
     changes = {"load": x, "rate": None} if axis == "load" else {"load": None, "rate": x}
     return sim.replace(seed=seed, **changes)
@@ -82,15 +71,12 @@ def with_x(sim: SimConfig, axis: str, x: float, seed: int) -> SimConfig:
 def build_grid(config: EvalConfig, policies: list[PolicyEntry]) -> list[Run]:
     """Every run of the evaluation, policies innermost so paired runs finish close together."""
     runs: list[Run] = []
-    for workload in config.workload_list():
-        for hardware in config.hardware_list:
-            for system in config.system_list:
-                base = scenario_config(config, workload.config, hardware, system)
-                for x in config.xs:
-                    for seed in config.seeds:
-                        sim = with_x(base, config.axis, x, seed)
-                        for policy in policies:
-                            runs.append(Run(len(runs), policy, workload.label, hardware, system, config.axis, x, seed, sim))
+    for setting in config.settings():
+        for x in config.grid_xs(setting):
+            for seed in config.seeds:
+                sim = with_x(setting.sim, config.axis, x, seed)
+                for policy in policies:
+                    runs.append(Run(len(runs), policy, setting.label, setting.hardware, setting.system, config.axis, x, seed, sim))
     return runs
 
 

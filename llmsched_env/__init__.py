@@ -5,17 +5,26 @@
     import gymnasium as gym
     import llmsched_env
 
-    env = gym.make("llmsched/Serve-v1", load=0.9, predictor="lognormal", action_mode="rank")
+    env = gym.make("llmsched/Serve-v2", scenario="chat-bursty", num_slots=64)
+    llmsched_env.scenarios.names()   # the named settings: chat-a100-40gb, chat-bursty, reasoning, ...
 """
 
 import gymnasium as gym
 
-from . import sim
+from . import scenarios, sim
 from .sim import ConfigError, SimConfig, simulate
 
 __version__ = "0.1.0"
 
 # max_episode_steps is a safety net: episodes end when their requests have all left the system.
+# v2: scenarios (llmsched_env.scenarios); the default is chat-a100-40gb, where the order matters.
+gym.register(
+    id="llmsched/Serve-v2",
+    entry_point="llmsched_env.envs.serve:ServeEnv",
+    max_episode_steps=100_000,
+    kwargs={"scenario": "chat-a100-40gb"},
+)
+# v1: the simulator's defaults (80 GB A100, 200-request episodes, 32 slots)
 gym.register(id="llmsched/Serve-v1", entry_point="llmsched_env.envs.serve:ServeEnv", max_episode_steps=100_000)
 # v0's dynamics: a waiting request of higher priority evicts KV holders to get in (vLLM V0)
 gym.register(
@@ -36,4 +45,4 @@ gym.register(
 
 gym.register(id="llmsched/Cluster-v0", entry_point="llmsched_env.envs.cluster:ClusterEnv", max_episode_steps=1_000_000)
 
-__all__ = ["ConfigError", "SimConfig", "__version__", "sim", "simulate"]
+__all__ = ["ConfigError", "SimConfig", "__version__", "scenarios", "sim", "simulate"]

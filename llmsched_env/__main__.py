@@ -2,7 +2,8 @@
 
 With no arguments it simulates the default engine (Llama-2-7B on one A100, Sarathi-style chunked
 prefill, 256 slots, 2,048-token budget) serving 1,000 ShareGPT-like requests at load 0.9 under
-FCFS. Flags override the config; ``--config`` reads a YAML file (see ``configs/``).
+FCFS (``--policy`` picks a baseline). Flags override the config; ``--config`` reads a YAML file
+(see ``configs/``) and ``--scenario`` a named scenario. Times are in seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .sim.validation import ConfigError
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m llmsched_env", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML run config (engine/workload/predictor sections)")
+    parser.add_argument("--scenario", help="a named scenario (llmsched_env.scenarios: " + ", ".join(_scenario_names()) + ")")
     parser.add_argument("--load", type=float, help="arrival rate as a fraction of the engine's capacity")
     parser.add_argument("--rate", type=float, help="arrival rate in requests/s (overrides --load)")
     parser.add_argument("--workload", help="length preset: " + ", ".join(available_length_presets()))
@@ -30,14 +32,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batching", choices=BATCHING_RULES, help="batching rule")
     parser.add_argument("--preemption", choices=("recompute", "swap", "restart"), help="preemption mode")
     parser.add_argument("--seed", type=int, help="master seed")
+    parser.add_argument("--policy", default="fcfs", help="a baseline, e.g. trail or 'trail:C=0.5' (default fcfs)")
     parser.add_argument("--json", action="store_true", help="print the whole summary as JSON")
     return parser
+
+
+def _scenario_names() -> list[str]:
+    from . import scenarios
+
+    return scenarios.names()
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     import dataclasses
 
-    config = load_config(args.config) if args.config else SimConfig()
+    if args.config and args.scenario:
+        raise ConfigError("--config and --scenario: give one of them")
+    if args.scenario:
+        from . import scenarios
+
+        config = scenarios.sim_config(args.scenario)
+    else:
+        config = load_config(args.config) if args.config else SimConfig()
     engine, workload = config.engine, config.workload
     if args.hardware is not None:
         engine = dataclasses.replace(engine, hardware=args.hardware)
@@ -52,6 +68,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     changes: dict = {"engine": engine, "workload": workload}
     if args.load is not None:
         changes["load"] = args.load
+        changes["rate"] = None
     if args.rate is not None:
         changes["rate"] = args.rate
     if args.seed is not None:
@@ -63,9 +80,12 @@ def format_summary(result) -> str:
     s = result.summary
     c = result.config
 
-    def ms(key: str) -> str:
+    def sec(key: str) -> str:
+        """Seconds, like every other figure of the project (TPOT with more digits)."""
         value = s[key]
-        return "nan" if isinstance(value, float) and math.isnan(value) else f"{1000 * value:,.1f} ms"
+        if isinstance(value, float) and math.isnan(value):
+            return "nan"
+        return f"{value:,.4f} s" if key.startswith("tpot") else f"{value:,.2f} s"
 
     rate = "trace timing" if result.rate is None else f"{result.rate:.3f} req/s"
     capacity = "" if result.capacity is None else f" (capacity {result.capacity:.3f} req/s)"
@@ -76,9 +96,9 @@ def format_summary(result) -> str:
         f"{rate}{capacity}, policy {result.policy}, seed {result.seed}",
         "",
         f"requests  {s['finished']:,} finished, {s['unfinished']:,} unfinished, {s['rejected']:,} rejected",
-        f"e2e       mean {ms('e2e_mean_s')}, p50 {ms('e2e_p50_s')}, p90 {ms('e2e_p90_s')}, p99 {ms('e2e_p99_s')}",
-        f"TTFT      mean {ms('ttft_mean_s')}, p50 {ms('ttft_p50_s')}, p99 {ms('ttft_p99_s')}",
-        f"TPOT      mean {ms('tpot_mean_s')}, p50 {ms('tpot_p50_s')}, p99 {ms('tpot_p99_s')}",
+        f"e2e       mean {sec('e2e_mean_s')}, p50 {sec('e2e_p50_s')}, p90 {sec('e2e_p90_s')}, p99 {sec('e2e_p99_s')}",
+        f"TTFT      mean {sec('ttft_mean_s')}, p50 {sec('ttft_p50_s')}, p99 {sec('ttft_p99_s')}",
+        f"TPOT      mean {sec('tpot_mean_s')}, p50 {sec('tpot_p50_s')}, p99 {sec('tpot_p99_s')}",
         f"through   {s['output_tokens_per_s']:,.1f} output tokens/s, {s['requests_per_s']:.3f} requests/s",
         f"KV        mean utilisation {s['kv_utilization_mean']:.1%}, {s['preemptions']:,} preemptions",
         f"backlog   mean {s['in_system_mean']:.1f} requests, slope {s['backlog_slope_per_s']:+.4f}/s, {s['stability']}",
@@ -86,12 +106,22 @@ def format_summary(result) -> str:
     return "\n".join(lines)
 
 
+def _policy(spec: str):
+    """A baseline by spec (the baselines package ships with the project)."""
+    try:
+        import baselines
+    except ImportError:  # pragma: no cover - installed together
+        raise ConfigError("--policy needs the baselines package, which is not installed") from None
+    return baselines.parse(spec)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
+        policy = _policy(args.policy)
         start = time.perf_counter()
-        result = simulate(config)
+        result = simulate(config, policy)
         elapsed = time.perf_counter() - start
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -339,7 +339,7 @@ def test_ordering_theory_guarantees_when_batch_slots_bind():
 
 def test_available_and_describe():
     assert baselines.available() == [
-        "cost-aware", "fcfs", "mlfq", "sjf", "sprpt", "srpt", "swap-first", "trail", "vllm-recompute"
+        "cost-aware", "fcfs", "mcsf", "mlfq", "sjf", "sprpt", "srpt", "swap-first", "trail", "vllm-recompute"
     ]
     for name in baselines.available():
         text = baselines.describe(name)
@@ -366,7 +366,7 @@ def test_parse_specs():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: baselines.make("lifo"), "baseline='lifo' is invalid: expected one of cost-aware, fcfs, mlfq, sjf, sprpt, srpt, swap-first, trail"),
+        (lambda: baselines.make("lifo"), "baseline='lifo' is invalid: expected one of cost-aware, fcfs, mcsf, mlfq, sjf, sprpt, srpt, swap-first, trail"),
         (lambda: baselines.make("trail", D=1), "unknown key.*'D'.*allowed keys are C"),
         (lambda: baselines.make("trail", C=-0.1), r"trail\.C=-0\.1 is invalid: expected a finite number >= 0"),
         (lambda: baselines.make("trail", C="big"), r"trail\.C='big' is invalid"),

@@ -155,3 +155,18 @@ def test_heterogeneous_replicas_and_masks():
     env.reset(seed=0)
     with pytest.raises(ConfigError, match="action"):
         env.step(5)
+
+
+def test_cluster_scenarios_build_configs_and_envs():
+    from llmsched_env import scenarios
+
+    names = scenarios.cluster_names()
+    assert {"cluster-chat-multiturn", "cluster-system-prompt", "cluster-hetero"} <= set(names)
+    hetero = scenarios.cluster_config("cluster-hetero", num_requests=50)
+    assert [e.hardware for e in hetero.replicas] == ["llama2-7b/a100"] * 2 + ["llama2-7b/h100"] * 2
+    assert hetero.workload.num_requests == 50 and all(e.enable_prefix_caching for e in hetero.replicas)
+    env = gym.make("llmsched/Cluster-v0", scenario="cluster-system-prompt", num_requests=40)
+    assert env.unwrapped.config.workload.prefix == "system-prompt" and env.action_space.n == 4
+    with pytest.raises(ConfigError, match="cluster scenario"):
+        scenarios.cluster_config("chat-bursty")
+    assert "cluster-hetero" not in scenarios.leaderboard()

@@ -23,7 +23,7 @@ from llmsched_env.sim import FCFS, WorkloadConfig, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-TINY = ["--policies", "fcfs", "sjf", "--loads", "0.6", "0.9", "--seeds", "2", "--num-requests", "40"]
+TINY = ["--workloads", "sharegpt", "--policies", "fcfs", "sjf", "--loads", "0.6", "0.9", "--num-seeds", "2", "--num-requests", "40"]
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +204,7 @@ def test_probe_criteria():
 
 def test_capacity_search_end_to_end(tmp_path):
     out = tmp_path / "cap"
-    argv = TINY[:3] + ["--loads", "0.9", "--seeds", "2", "--num-requests", "30", "--capacity", "slo"]
+    argv = TINY[:5] + ["--loads", "0.9", "--num-seeds", "2", "--num-requests", "30", "--capacity", "slo"]
     argv += ["--capacity-requests", "60", "--set", "capacity.tolerance=0.3", "--jobs", "1", "--no-tensorboard", "--out", str(out)]
     assert main(argv) == 0
     searches = json.loads((out / "capacity.json").read_text())
@@ -229,7 +229,7 @@ def test_trained_model_hook(tmp_path, monkeypatch):
     model = tmp_path / "my_agent.zip"
     model.write_bytes(b"PK")
     out = tmp_path / "out"
-    argv = ["--policies", "fcfs", str(model), "--loads", "0.8", "--seeds", "1", "--num-requests", "30"]
+    argv = ["--policies", "fcfs", str(model), "--loads", "0.8", "--num-seeds", "1", "--num-requests", "30"]
     assert main(argv + ["--jobs", "1", "--no-plots", "--no-tensorboard", "--out", str(out)]) == 0
     by_policy = {r["policy"]: r for r in load_records(out)}
     assert by_policy["my_agent"]["policy_kind"] == "model"
@@ -247,7 +247,7 @@ def test_model_without_training_package(tmp_path, monkeypatch, capsys):
 def test_rates_and_trace_workload(tmp_path):
     out = tmp_path / "out"
     trace = str(FIXTURES / "azure_small.csv")
-    argv = ["--policies", "fcfs", "--workloads", trace, "--rates", "2.0", "--seeds", "1", "--num-requests", "30"]
+    argv = ["--policies", "fcfs", "--workloads", trace, "--rates", "2.0", "--num-seeds", "1", "--num-requests", "30"]
     assert main(argv + ["--jobs", "1", "--no-plots", "--no-tensorboard", "--out", str(out)]) == 0
     (rec,) = load_records(out)
     assert rec["workload"] == "azure_small" and rec["rate"] == 2.0 and rec["load"] is None
@@ -276,7 +276,7 @@ def test_interrupt_keeps_finished_runs(tmp_path, monkeypatch, capsys):
 
 def test_rerun_replaces_outputs_and_refuses_foreign_folders(tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["--policies", "fcfs", "--loads", "0.5", "--seeds", "1", "--num-requests", "20", "--jobs", "1", "--no-tensorboard"]
+    argv = ["--policies", "fcfs", "--loads", "0.5", "--num-seeds", "1", "--num-requests", "20", "--jobs", "1", "--no-tensorboard"]
     assert main(argv + ["--out", str(out)]) == 0
     assert main(argv + ["--no-plots", "--out", str(out)]) == 0
     assert not (out / "plots").exists()  # the earlier run's plots are gone
@@ -334,7 +334,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, words, tmp_path, capsys):
         ("seeds: -1\n", ["seeds=-1"]),
         ("sim: {workload: {num_requests: 0}}\n", ["num_requests=0"]),
         ("sim: {load: 0.5}\n", ["sim.load is set by the grid"]),
-        ("loads: [0.5]\nrates: [2.0]\n", ["exactly one of them"]),
+        ("loads: [0.5]\nrates: [2.0]\n", ["at most one of them"]),
+        ("scenarios: [chat-a100-40gb, nope]\n", ["scenarios[1]", "scenario='nope'"]),
         ("capacity: {criterion: best}\n", ["capacity.criterion='best'"]),
         ("workloads: [{lengths: lognormal}]\n", ["workloads[0].name"]),
     ],
@@ -388,5 +389,27 @@ def test_the_real_default_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([]) == 0
     records = load_records(tmp_path / "eval_out" / "default")
-    assert len(records) == len(baselines.available()) * 3 * 3
-    assert (tmp_path / "eval_out" / "default" / "plots" / "sharegpt-latency_vs_load.png").is_file()
+    from eval.policies import MODELS_DIR
+    from llmsched_env import scenarios
+
+    policies = len(baselines.available()) + len(list(MODELS_DIR.glob("*.zip")))
+    assert len(records) == policies * len(scenarios.leaderboard()) * 5
+    summary = (tmp_path / "eval_out" / "default" / "summary.md").read_text()
+    assert "leaderboard: mean latency × fcfs" in summary and "geomean" in summary
+
+
+def test_a_different_grid_never_silently_replaces_earlier_results(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--workloads", "sharegpt", "--policies", "fcfs", "--loads", "0.5", "--num-seeds", "1", "--num-requests", "20",
+            "--jobs", "1", "--no-tensorboard", "--no-plots", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert main(argv) == 0  # the same evaluation again: replaced
+    other = [a if a != "0.5" else "0.6" for a in argv]
+    assert main(other) == 2
+    assert "holds the results of a different evaluation" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())[0]["load"] == 0.5  # untouched
+    assert main(other + ["--overwrite"]) == 0
+    assert json.loads((out / "results.json").read_text())[0]["load"] == 0.6
+    with pytest.raises(SystemExit) as exit_:
+        main(["--seeds", "42", "--num-seeds", "2"])  # one spelling at a time
+    assert exit_.value.code == 2

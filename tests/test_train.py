@@ -76,7 +76,7 @@ def test_tiny_training_run_writes_models_config_and_eval_curves(tmp_path, algo, 
     for name in ("final_model.zip", "best_model.zip", "config.yaml", "run.yaml"):
         assert (out / name).is_file(), name
     resolved = TrainConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
-    assert resolved.algo == algo and resolved.env_kwargs["num_slots"] == 8
+    assert resolved.algo == algo and resolved.scenario.env.num_slots == 8 and resolved.scenario.name == "chat-a100-40gb"
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["device"] == "cpu" and run["env_seeds"] == [0, 1] and run["eval_sim_seeds"] == [10000]
     assert len(run["bc_sim_seeds"]) == 2 and 10000 not in run["bc_sim_seeds"]
@@ -336,7 +336,9 @@ def test_linear_schedules_and_hyperparams():
 
 BAD_INPUT = [
     (["--algo", "a2c"], "algo='a2c' is invalid: expected one of 'ppo', 'ppo_mask'"),
-    (["--env", "CartPole-v1"], "env='CartPole-v1' is invalid: expected one of llmsched/Serve-v1"),
+    (["--env", "CartPole-v1"], "env='CartPole-v1' is invalid: expected one of llmsched/Serve-v2"),
+    (["--scenario", "chat-bursty:x"], "expected NAME or NAME:WEIGHT"),
+    (["--scenario", "nope"], "scenario='nope' is invalid"),
     (["--env-kwargs", "action_mode:admit"], "algo='ppo' cannot handle action_mode='admit': use algo=ppo_mask"),
     (["--algo", "ppo_mask"], "algo='ppo_mask' cannot handle action_mode='rank': use algo=ppo"),
     (["--hyperparams", "learning_rat:0.1"], "unknown key(s) 'learning_rat'"),

@@ -28,7 +28,7 @@ from llmsched_env.sim.workload import (
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-PRESETS = ["arxiv-summarization", "azure-code", "azure-conv", "mooncake-conversation", "mooncake-synthetic", "sharegpt"]
+PRESETS = ["arxiv-summarization", "azure-code", "azure-conv", "mooncake-conversation", "mooncake-synthetic", "servegen-deepseek-r1", "sharegpt"]
 
 
 def run(cfg: WorkloadConfig, rate: float | None, seed=0, chunk_size: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -68,17 +68,29 @@ def policy_action(policy: Policy, env: gym.Env) -> np.ndarray | int:
 
 def agent_options(env_kwargs: dict[str, Any]) -> dict[str, Any]:
     """The env options that define how an agent acts (``AGENT_OPTIONS``), defaults filled in."""
-    defaults = ServeEnv.__init__.__kwdefaults__
+    import dataclasses
+
+    from llmsched_env.scenarios import EnvOptions
+
+    defaults = {**dataclasses.asdict(EnvOptions()), "decision_interval": 0}
     return {key: env_kwargs.get(key, defaults[key]) for key in AGENT_OPTIONS}
 
 
-def attach_info(model: Any, algo: str, env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on."""
-    setattr(
-        model,
-        INFO_KEY,
-        {"algo": algo, "env_id": env_id, "env_kwargs": dict(env_kwargs), "agent_options": agent_options(env_kwargs)},
-    )
+def attach_info(model: Any, algo: str, env_id: str, scenario: Any) -> None:
+    """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on: the
+    algorithm, the env id, the scenario (a :class:`~llmsched_env.scenarios.Scenario`, or env
+    keywords for the older envs) and how the agent acts (``AGENT_OPTIONS``)."""
+    import dataclasses
+
+    from llmsched_env.scenarios import Scenario
+
+    if isinstance(scenario, Scenario):
+        options = {**dataclasses.asdict(scenario.env), "decision_interval": scenario.sim.decision_interval}
+        info = {"algo": algo, "env_id": env_id, "scenario": scenario.name, "scenario_config": scenario.to_dict(),
+                "agent_options": {key: options[key] for key in AGENT_OPTIONS}}  # fmt: skip
+    else:
+        info = {"algo": algo, "env_id": env_id, "env_kwargs": dict(scenario), "agent_options": agent_options(scenario)}
+    setattr(model, INFO_KEY, info)
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
@@ -134,7 +146,12 @@ def act(model: Any, env: gym.Env, observation: dict[str, np.ndarray], encoder: A
             features = policy.extract_features(obs)
             if isinstance(features, tuple):  # separate actor and critic extractors
                 features = features[0]
-        output = policy.action_net(policy.mlp_extractor.forward_actor(features))[0].cpu().numpy()
+        output = policy.action_net(policy.mlp_extractor.forward_actor(features))[0]
+        if getattr(policy, "rank_distribution", "gaussian") == "plackett-luce":
+            from .networks import PL_SQUASH
+
+            output = torch.tanh(output / PL_SQUASH)  # what forward(deterministic=True) sends
+        output = output.cpu().numpy()
     if u.action_mode == "admit":
         logits = np.full(u.action_space.n, -np.inf)
         logits[:n] = output[:n]

@@ -51,19 +51,52 @@ class Demonstrations:
         return len(self.returns)
 
 
-def collect(teacher: Policy, env: gym.Env, sim_seeds: Sequence[int], gamma: float, student: Any = None) -> Demonstrations:
+#: the candidates of ``teacher: auto`` (oracles excluded: they read the true lengths)
+TEACHER_CANDIDATES = ("fcfs", "sjf", "sprpt", "trail", "mlfq", "mcsf")
+
+
+def strongest_heuristic(config: Any, seeds: Sequence[int], candidates: Sequence[str] = TEACHER_CANDIDATES) -> tuple[str, dict[str, float]]:
+    """The candidate with the lowest mean end-to-end latency over ``seeds`` of ``config``
+    (run on the engine directly, so it costs seconds), and every candidate's mean."""
+    import baselines
+    from llmsched_env.sim import simulate
+
+    scores = {}
+    for name in candidates:
+        if name not in baselines.available():
+            continue
+        policy = baselines.parse(name)
+        scores[name] = float(np.mean([simulate(config, policy, seed=int(s)).summary["e2e_mean_s"] for s in seeds]))
+    return min(scores, key=lambda n: scores[n]), scores
+
+
+def collect(
+    teacher: Policy,
+    env: gym.Env,
+    sim_seeds: Sequence[int],
+    gamma: float,
+    student: Any = None,
+    progress: bool = False,
+    label: str = "cloning",
+) -> Demonstrations:
     """Play one episode per sim seed; record what was seen, the teacher's action and the returns.
 
     The teacher acts, or with ``student`` (an SB3 model) the student acts deterministically while
     the teacher labels each state (DAgger: the student meets its own mistakes, with the teacher's
-    answer to them).
+    answer to them). A teacher with wake-ups (MLFQ) gets its decision epochs. ``progress``: a
+    progress bar over the episodes with an estimate of the time left.
     """
+    from tqdm import tqdm
+
+    from baselines.agent import PolicyAgent
+
+    PolicyAgent(teacher).bind(env)  # the teacher's wake-ups reach the engine from the next reset
     admit = env.unwrapped.action_mode == "admit"  # type: ignore[attr-defined]
     observations: list[dict[str, np.ndarray]] = []
     actions: list[Any] = []
     masks: list[np.ndarray] = []
     returns: list[float] = []
-    for seed in sim_seeds:
+    for seed in tqdm(sim_seeds, desc=label, unit="episode", disable=not progress, dynamic_ncols=True):
         observation, info = env.reset(options={"sim_seed": int(seed)})
         rewards: list[float] = []
         done = False
@@ -117,7 +150,14 @@ def _losses(policy: Any, data: dict[str, Any], index: torch.Tensor) -> tuple[tor
     obs = {k: v[index] for k, v in data["obs"].items()}
     actions = data["actions"][index]
     latent_pi, latent_vf = policy.mlp_extractor(policy.extract_features(obs))
-    if data["masks"] is None:  # rank: the Gaussian means against the teacher's scores, occupied slots only
+    if data["masks"] is None and getattr(policy, "rank_distribution", "gaussian") == "plackett-luce":
+        # rank over orders: the Plackett-Luce likelihood of the teacher's order
+        from .networks import plackett_luce_log_prob
+
+        occupied = obs["mask"] > 0.5
+        scores = policy.action_net(latent_pi)
+        imitation = -(plackett_luce_log_prob(scores, actions.view(scores.shape), occupied) / occupied.sum(dim=1).clamp(min=1)).mean()
+    elif data["masks"] is None:  # rank: the Gaussian means against the teacher's scores, occupied slots only
         occupied = obs["mask"]  # (B, K)
         means = policy.action_net(latent_pi).view(actions.shape[0], occupied.shape[1], -1)  # (B, K, columns)
         targets = actions.view(means.shape)  # preemption control: the columns of each slot's row
@@ -158,14 +198,17 @@ def behaviour_clone(
     batch_size: int,
     learning_rate: float,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[float]:
     """Fit ``policy`` (an SB3 policy) to ``demos``; returns the mean imitation loss of each epoch."""
+    from tqdm import tqdm
+
     data = _tensors(policy, demos)
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     policy.set_training_mode(True)
     history = []
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc="fitting", unit="epoch", disable=not progress, dynamic_ncols=True):
         permutation = torch.randperm(len(demos), generator=generator).to(policy.device)
         total = 0.0
         for start in range(0, len(demos), batch_size):

@@ -22,6 +22,7 @@ for but absent, ...) exits with code 2 and one line naming what is allowed.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,9 @@ from typing import Any, Sequence
 from llmsched_env.cli_args import ArgumentParser
 from llmsched_env.sim.validation import ConfigError
 
-from .config import ALGOS, VEC_ENVS, TrainConfig, read_yaml, yaml_load
+from llmsched_env.sim.config import yaml_load
+
+from .config import ALGOS, VEC_ENVS, TrainConfig, read_yaml
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -61,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-c", "--config", "-conf", "--conf-file", dest="config", help="training config YAML")
     p.add_argument("--algo", help=f"algorithm: {', '.join(ALGOS)} (ppo: rank mode; ppo_mask: MaskablePPO, admit mode)")
-    p.add_argument("--env", help="env id (llmsched/Serve-v1)")
-    p.add_argument("--env-kwargs", nargs="+", metavar="KEY:VALUE", default=[], help="env arguments, e.g. num_slots:64")
+    p.add_argument("--env", help="env id (llmsched/Serve-v2)")
+    p.add_argument("--scenario", nargs="+", metavar="NAME[:WEIGHT]",
+                   help="scenario(s) to train on (llmsched_env.scenarios); several: a weighted mixture, e.g. chat-bursty:2 reasoning:1")
+    p.add_argument("--env-kwargs", nargs="+", metavar="KEY:VALUE", default=[], help="overrides of the scenario, e.g. num_slots:32 load:0.9")
     p.add_argument("--hyperparams", "-params", nargs="+", metavar="KEY:VALUE", default=[], help="algorithm arguments")
     p.add_argument("-n", "--n-timesteps", type=int, help="PPO env steps")
     p.add_argument("--n-envs", type=int, help="parallel envs")
@@ -72,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-freq", type=int, help="env steps between evaluations (0: only at the start)")
     p.add_argument("--eval-episodes", type=int, help="validation workloads per evaluation")
     p.add_argument("--save-freq", type=int, help="env steps between checkpoints (0: none)")
-    p.add_argument("--bc-teacher", help="behaviour-clone this baseline before PPO, e.g. sjf")
+    p.add_argument("--bc-teacher", help="behaviour-clone this baseline before PPO, e.g. sjf (auto: the scenario's strongest)")
+    p.add_argument("--bc-episodes", type=int, help="teacher episodes recorded for behaviour cloning")
+    p.add_argument("--bc-epochs", type=int, help="passes over the recorded pairs")
     p.add_argument("--no-bc", action="store_true", help="no behaviour cloning")
+    p.add_argument("--reward-reference", help="learn the improvement over this baseline's run on the same requests "
+                   "(a baseline, 'teacher', or 'none' for the env's reward)")
     p.add_argument("-i", "--trained-agent", help="resume training from this model .zip")
     p.add_argument("--out", help="run directory (default: <log folder>/<env>__<algo>__<seed>__<time>)")
     p.add_argument("-f", "--log-folder", default="runs", help="parent of the default run directory (runs)")
@@ -98,26 +107,51 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         if value is not None:
             data[key] = value
     defaults = TrainConfig.__dataclass_fields__
+    if args.scenario:
+        data.pop("scenario", None)
+        data["scenarios"] = [_weighted(item) for item in args.scenario]
     if args.env_kwargs:
-        base = data.get("env_kwargs", defaults["env_kwargs"].default_factory())  # type: ignore[misc]
-        data["env_kwargs"] = {**(base or {}), **parse_pairs("--env-kwargs", args.env_kwargs)}
+        data["env_kwargs"] = {**(data.get("env_kwargs") or {}), **parse_pairs("--env-kwargs", args.env_kwargs)}
     if args.hyperparams:
         base = data.get("hyperparams", defaults["hyperparams"].default_factory())  # type: ignore[misc]
         data["hyperparams"] = {**(base or {}), **parse_pairs("--hyperparams", args.hyperparams)}
+    if args.reward_reference is not None:
+        data["reward_reference"] = None if args.reward_reference == "none" else args.reward_reference
     if args.no_bc and args.bc_teacher:
         raise ConfigError("--no-bc and --bc-teacher contradict each other: give one")
+    if args.no_bc and args.bc_episodes is not None:
+        raise ConfigError("--no-bc and --bc-episodes contradict each other: give one")
     if args.no_bc:
         data["bc"] = None
-    elif args.bc_teacher:
-        bc = data.get("bc", {})
-        data["bc"] = {**(bc or {}), "teacher": args.bc_teacher}
+    else:
+        bc = dict(data.get("bc") or {})
+        if args.bc_teacher:
+            bc["teacher"] = args.bc_teacher
+        if args.bc_episodes is not None:
+            bc["episodes"] = args.bc_episodes
+        if args.bc_epochs is not None:
+            bc["epochs"] = args.bc_epochs
+        if bc:
+            data["bc"] = bc
     return TrainConfig.from_dict(data, where=where)
+
+
+def _weighted(item: str) -> dict[str, Any]:
+    """``name`` or ``name:weight`` (a scenario of the training mix)."""
+    name, sep, weight = item.rpartition(":") if ":" in item and not item.endswith((".yaml", ".yml")) else (item, "", "")
+    if not sep:
+        return {"scenario": item}
+    try:
+        return {"scenario": name, "weight": float(weight)}
+    except ValueError:
+        raise ConfigError(f"--scenario {item!r} is invalid: expected NAME or NAME:WEIGHT (a number)") from None
 
 
 def run_directory(config: TrainConfig, args: argparse.Namespace) -> Path:
     if args.out:
         return Path(args.out)
-    name = f"{config.env.split(':')[-1].replace('/', '_')}__{config.algo}__{config.seed}__{int(time.time())}"
+    scenario = "+".join(ts.scenario.name for ts in config.scenarios)
+    name = f"{scenario}__{config.algo}__{config.seed}__{int(time.time())}"
     return Path(args.log_folder) / name
 
 
@@ -146,7 +180,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.num_threads or 1)
-    gym.make(config.env_id, **config.env_kwargs).close()  # bad env arguments fail here, before any work
+    gym.make(config.env_id, **config.env_kwargs_of(0)).close()  # bad env arguments fail here, before any work
     resume = args.trained_agent
     if resume is not None:
         from .agents import read_info
@@ -179,6 +213,8 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
     set_random_seed(config.seed)
     eval_seeds = [config.eval_seed + i for i in range(config.eval_episodes)]
     bc_seeds = [] if config.bc is None or resume else _bc_seeds(config, eval_seeds)
+    if bc_seeds:  # the config written out names the teacher it used
+        config = resolve_teacher(config, bc_seeds, say)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     run_info = {
         "device": device,
@@ -194,7 +230,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
 
     vec_cls = SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv
     venv = make_vec_env(
-        config.env_id, n_envs=config.n_envs, seed=config.seed, vec_env_cls=vec_cls, env_kwargs=config.env_kwargs,
+        functools.partial(make_env, config), n_envs=config.n_envs, seed=config.seed, vec_env_cls=vec_cls,
         wrapper_class=_reward_wrapper(config),
     )  # fmt: skip
     try:
@@ -204,21 +240,28 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
             model = algo_class(config.algo)(
                 policy_class(config.algo), venv, seed=config.seed, device=device, verbose=0, **config.algo_kwargs()
             )
-        attach_info(model, config.algo, config.env, config.env_kwargs)
+        attach_info(model, config.algo, config.env, config.scenario)
         model.set_logger(configure(str(tb_dir), ["tensorboard"]))
-        say(f"llmsched-train: {config.algo} on {config.env} {config.env_kwargs}, {config.n_envs} envs, device {device}, run {out}")
+        mix = ", ".join(f"{ts.scenario.name} (weight {ts.weight:g})" for ts in config.scenarios)
+        say(f"llmsched-train: {config.algo} on {config.env}, scenario {mix}, {config.n_envs} envs, device {device}, run {out}")
 
-        if bc_seeds:
-            _warm_start(model, config, bc_seeds, say)
+        bc_seconds = _warm_start(model, config, bc_seeds, say, progress=config.progress_bar and not args.quiet) if bc_seeds else 0.0
 
         callbacks: list[Any] = [
             ServeEvalCallback(
-                config.env_id, config.env_kwargs, eval_seeds, config.eval_freq, config.eval_baselines,
+                config.env_id, config.env_kwargs_of(0), eval_seeds, config.eval_freq, config.eval_baselines,
                 out / "best_model.zip", verbose=0 if args.quiet else 1,
             )
         ]  # fmt: skip
         if config.save_freq:
             callbacks.append(CheckpointCallback(max(config.save_freq // config.n_envs, 1), str(out / "checkpoints"), "model"))
+        rollout = int(model.n_steps) * config.n_envs
+        if config.n_timesteps % rollout:
+            runs = -(-config.n_timesteps // rollout) * rollout
+            print(
+                f"llmsched-train: note: PPO collects whole rollouts of {rollout:,} steps (n_steps {model.n_steps} x "
+                f"{config.n_envs} envs), so -n {config.n_timesteps:,} runs {runs:,} steps", file=sys.stderr,
+            )  # fmt: skip
         start = time.perf_counter()
         interrupted = False
         try:
@@ -237,8 +280,9 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
 
     evaluation: ServeEvalCallback = callbacks[0]
     figures = evaluation.last_figures
+    timing = f"{model.num_timesteps:,} PPO steps in {elapsed:.0f} s" + (f" after {bc_seconds:.0f} s of behaviour cloning" if bc_seconds else "")
     print(
-        f"llmsched-train: {'interrupted' if interrupted else 'done'}: {model.num_timesteps:,} steps in {elapsed:.0f} s; "
+        f"llmsched-train: {'interrupted' if interrupted else 'done'}: {timing}; "
         f"best validation e2e mean {evaluation.best_e2e_mean:.3f} s ("
         + ", ".join(f"{name} {r['e2e_mean']:.3f}" for name, r in evaluation.baseline_results.items())
         + f"); last e2e mean {figures.get('e2e_mean', float('nan')):.3f} s; models in {out}"
@@ -246,15 +290,46 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if interrupted else 0
 
 
+def make_env(config: TrainConfig, **kwargs: Any) -> Any:
+    """The training env: the scenario's, or a weighted mixture of the scenarios' (one per episode)."""
+    import gymnasium as gym
+
+    envs = [gym.make(config.env_id, **config.env_kwargs_of(i), **kwargs) for i in range(len(config.scenarios))]
+    if len(envs) == 1:
+        return envs[0]
+    from llmsched_env.envs.mixture import ScenarioMixture
+
+    return ScenarioMixture(envs, [ts.weight for ts in config.scenarios])
+
+
 def _reward_wrapper(config: TrainConfig) -> Any:
-    """The env wrapper that makes the reward relative to ``reward_reference`` (None: none)."""
+    """The env wrapper that makes the reward relative to ``reward_reference`` (None: none; by now
+    ``teacher`` has been resolved to the teacher's name, see :func:`resolve_teacher`)."""
     if config.reward_reference is None:
         return None
-    import functools
-
+    if config.reward_reference == "teacher":
+        raise ConfigError("reward_reference='teacher' without behaviour cloning (a resumed run): give the teacher's name")
     from .rewards import ReferenceReward
 
     return functools.partial(ReferenceReward, reference=config.reward_reference)
+
+
+def resolve_teacher(config: TrainConfig, seeds: Sequence[int], say: Any) -> TrainConfig:
+    """The config with ``bc.teacher: auto`` replaced by the scenario's strongest heuristic and
+    ``reward_reference: teacher`` by the teacher's name."""
+    import dataclasses
+
+    from .bc import strongest_heuristic
+
+    if config.bc is None:
+        return config
+    teacher = config.bc.teacher
+    if teacher == "auto":
+        teacher, scores = strongest_heuristic(config.scenario.sim.replace(workload=config.scenario.sim.workload), list(seeds)[:3])
+        ranking = ", ".join(f"{n} {v:.2f} s" for n, v in sorted(scores.items(), key=lambda kv: kv[1]))
+        say(f"llmsched-train: teacher auto: {ranking} (mean latency on {min(3, len(seeds))} workloads): {teacher}")
+    reference = teacher if config.reward_reference == "teacher" else config.reward_reference
+    return dataclasses.replace(config, bc=dataclasses.replace(config.bc, teacher=teacher), reward_reference=reference)
 
 
 def _bc_seeds(config: TrainConfig, avoid: Sequence[int]) -> list[int]:
@@ -271,10 +346,9 @@ def _bc_seeds(config: TrainConfig, avoid: Sequence[int]) -> list[int]:
     return seeds
 
 
-def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any) -> None:
-    """Behaviour cloning from the configured teacher (and DAgger rounds); losses go to TensorBoard as bc/*."""
-    import gymnasium as gym
-
+def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any, progress: bool = True) -> float:
+    """Behaviour cloning from the configured teacher (and DAgger rounds); losses go to TensorBoard
+    as bc/* on their own step axis (epochs). Returns the seconds it took."""
     import baselines
 
     from .bc import behaviour_clone, collect, merge
@@ -282,27 +356,33 @@ def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any) -> 
     assert config.bc is not None
     bc = config.bc
     start = time.perf_counter()
-    env = gym.make(config.env_id, **config.env_kwargs)
+    env = make_env(config)
     wrapper = _reward_wrapper(config)
     if wrapper is not None:
         env = wrapper(env)  # the critic learns the returns PPO will see
-    teacher = baselines.parse(bc.teacher)
+    teacher_name = bc.teacher  # resolved by resolve_teacher
+    teacher = baselines.parse(teacher_name)
     history: list[float] = []
     demos = None
     for round_ in range(1 + bc.dagger_rounds):
         round_seeds = seeds[round_ * bc.episodes : (round_ + 1) * bc.episodes]
-        new = collect(teacher, env, round_seeds, gamma=model.gamma, student=model if round_ else None)
+        new = collect(teacher, env, round_seeds, gamma=model.gamma, student=model if round_ else None, progress=progress,
+                      label=f"cloning {teacher_name}" + (f" (DAgger {round_})" if round_ else ""))
         demos = new if demos is None else merge(demos, new)
         history += behaviour_clone(
             model.policy, demos, epochs=bc.epochs, batch_size=bc.batch_size, learning_rate=bc.learning_rate,
-            seed=config.seed + round_,
+            seed=config.seed + round_, progress=progress,
         )  # fmt: skip
     assert demos is not None
     for epoch, loss in enumerate(history):
         model.logger.record("bc/imitation_loss", loss)
+        model.logger.record("bc/epoch", epoch)
         model.logger.dump(epoch)
+    seconds = time.perf_counter() - start
     say(
-        f"llmsched-train: behaviour cloning from {bc.teacher}: {len(demos):,} steps of {len(seeds)} episodes "
+        f"llmsched-train: behaviour cloning from {teacher_name}: {len(demos):,} steps of {len(seeds)} episodes "
         f"({bc.dagger_rounds} DAgger rounds), imitation loss {history[0]:.4f} -> {history[-1]:.4f} "
-        f"in {time.perf_counter() - start:.0f} s"
+        f"in {seconds:.0f} s"
     )
+    model.llmsched_teacher = teacher_name
+    return seconds

@@ -5,8 +5,10 @@
 every bad value raises :class:`~llmsched_env.sim.validation.ConfigError` naming the field, the
 value and what is allowed. Layout::
 
-    env: llmsched/Serve-v1            # the env (the one whose observations the policies read)
-    env_kwargs: {num_slots: 32, num_requests: 200, action_mode: rank}
+    env: llmsched/Serve-v2            # the env (the one whose observations the policies read)
+    scenario: chat-a100-40gb          # a scenario name or file (llmsched_env.scenarios); or
+    # scenarios: [{scenario: chat-bursty, weight: 2}, {scenario: reasoning, weight: 1}]  # a mixture
+    env_kwargs: {num_slots: 64}       # overrides of the scenario (gym.make keywords), applied when read
     algo: ppo                         # ppo (rank mode) or ppo_mask (MaskablePPO, admit mode)
     n_timesteps: 300000               # PPO env steps (after the optional behaviour cloning)
     n_envs: 8                         # parallel envs
@@ -14,7 +16,8 @@ value and what is allowed. Layout::
     seed: 0                           # seeds numpy, torch, python and the envs
     device: auto                      # auto (CUDA when present), cpu, cuda, cuda:N
     hyperparams: {learning_rate: 3.0e-5, n_steps: 256, ..., policy_kwargs: {...}}
-    reward_reference: fcfs            # learn from the improvement over this baseline (null: env reward)
+    reward_reference: fcfs            # learn from the improvement over this baseline (teacher: the BC
+                                      # teacher's; null: the env's reward)
     eval_freq: 25000                  # env steps between evaluations (0: only at the start)
     eval_episodes: 10                 # validation workloads: sim seeds eval_seed, eval_seed + 1, ...
     eval_seed: 10000
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from llmsched_env.scenarios import Scenario
 from llmsched_env.sim.validation import (
     ConfigError,
     check_choice,
@@ -71,7 +75,39 @@ def policy_class(algo: str) -> Any:
     return SetRankPolicy if ALGOS[algo][2] == "rank" else SetAdmitPolicy
 
 
-ENVS = ("llmsched/Serve-v1", "llmsched/Serve-v0")  # the envs whose observations the set-encoder policies read
+ENVS = ("llmsched/Serve-v2", "llmsched/Serve-v1", "llmsched/Serve-v0")  # the envs whose observations the set-encoder policies read
+
+
+@dataclass(frozen=True)
+class TrainScenario:
+    """One scenario of the training mix: the scenario itself (its simulation and env options,
+    overrides applied) and its weight (the share of training episodes drawn from it)."""
+
+    scenario: Scenario
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scenario, Scenario):
+            raise fail("scenarios.scenario", self.scenario, "a scenario (name, file or mapping)")
+        check_positive("scenarios.weight", self.weight)
+
+
+def read_scenario(value: Any, overrides: Mapping[str, Any], where: str) -> Scenario:
+    """A scenario from its name, file path, mapping or object, with ``overrides`` (gym.make
+    keywords) applied by :func:`llmsched_env.scenarios.resolve`."""
+    from llmsched_env import scenarios
+    from llmsched_env.sim.config import from_dict
+
+    if isinstance(value, Scenario):
+        base = value
+    elif isinstance(value, Mapping):
+        base = from_dict(Scenario, value, where)
+    else:
+        base = scenarios.get(value)
+    if not overrides:
+        return base
+    sim, env = scenarios.resolve(base, where=where, **overrides)
+    return dataclasses.replace(base, sim=sim, env=env)
 
 
 def _lin_value(text: str) -> float:
@@ -96,7 +132,9 @@ class BCConfig:
     """Behaviour cloning from a heuristic before PPO (see ``train/bc.py``).
 
     Attributes:
-        teacher: a baseline spec (``baselines.parse``), e.g. ``sjf`` or ``trail:C=0.5``.
+        teacher: a baseline spec (``baselines.parse``), e.g. ``sjf`` or ``trail:C=0.5``; ``auto``:
+            the strongest heuristic of the (first) scenario, the non-oracle baseline with the
+            lowest mean latency on a few of the behaviour-cloning workloads (``train/bc.py``).
         episodes: teacher episodes to record (on the training env, sim seeds from the run's seed).
         epochs: passes over the recorded pairs.
         batch_size: pairs per gradient step.
@@ -105,7 +143,7 @@ class BCConfig:
             policy acting and the teacher labelling, then ``epochs`` more passes over all pairs.
     """
 
-    teacher: str = "sjf"
+    teacher: str = "auto"
     episodes: int = 20
     epochs: int = 30
     batch_size: int = 256
@@ -115,15 +153,16 @@ class BCConfig:
     def __post_init__(self) -> None:
         import baselines
 
-        try:
-            baselines.parse(self.teacher)
-        except ConfigError as err:
-            raise ConfigError(f"bc.teacher: {err}") from None
-        check_positive("bc.episodes", self.episodes, integer=True)
-        check_positive("bc.epochs", self.epochs, integer=True)
-        check_positive("bc.batch_size", self.batch_size, integer=True)
-        check_positive("bc.learning_rate", self.learning_rate)
-        check_nonnegative("bc.dagger_rounds", self.dagger_rounds, integer=True)
+        if self.teacher != "auto":
+            try:
+                baselines.parse(self.teacher)
+            except ConfigError as err:
+                raise ConfigError(f"teacher: {err}") from None
+        check_positive("episodes", self.episodes, integer=True)
+        check_positive("epochs", self.epochs, integer=True)
+        check_positive("batch_size", self.batch_size, integer=True)
+        check_positive("learning_rate", self.learning_rate)
+        check_nonnegative("dagger_rounds", self.dagger_rounds, integer=True)
 
 
 DEFAULT_HYPERPARAMS: dict[str, Any] = {
@@ -149,8 +188,8 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = {
 class TrainConfig:
     """One training run (see the module docstring for the meaning of each field)."""
 
-    env: str = "llmsched/Serve-v1"
-    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"num_slots": 64, "num_requests": 200})
+    env: str = "llmsched/Serve-v2"
+    scenarios: tuple[TrainScenario, ...] = field(default_factory=lambda: (TrainScenario(read_scenario("chat-a100-40gb", {}, "scenario")),))
     algo: str = "ppo"
     n_timesteps: int = 300_000
     n_envs: int = 8
@@ -170,10 +209,19 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.env.removeprefix("llmsched_env:") not in ENVS:
             raise fail("env", self.env, "one of " + ", ".join(ENVS))
-        if not isinstance(self.env_kwargs, Mapping):
-            raise fail("env_kwargs", self.env_kwargs, "a mapping of env arguments")
+        if not isinstance(self.scenarios, tuple) or not self.scenarios or not all(isinstance(s, TrainScenario) for s in self.scenarios):
+            raise fail("scenarios", self.scenarios, "at least one scenario")
+        first = self.scenarios[0].scenario.env
+        for ts in self.scenarios[1:]:
+            env = ts.scenario.env
+            if (env.num_slots, env.action_mode, env.preemption_control) != (first.num_slots, first.action_mode, first.preemption_control):
+                raise ConfigError(
+                    f"scenarios: {ts.scenario.name!r} has num_slots={env.num_slots}, action_mode={env.action_mode!r}, "
+                    f"preemption_control={env.preemption_control}: expected the same as {self.scenarios[0].scenario.name!r} "
+                    "(one policy acts in every scenario of a mixture)"
+                )
         check_choice("algo", self.algo, ALGOS)
-        mode = self.env_kwargs.get("action_mode", "rank")
+        mode = first.action_mode
         handled = ALGOS[self.algo][2]
         if mode != handled:
             other = next(a for a, spec in ALGOS.items() if spec[2] == mode) if mode in ("rank", "admit") else None
@@ -200,15 +248,18 @@ class TrainConfig:
                 baselines.parse(spec)
             except ConfigError as err:
                 raise ConfigError(f"eval_baselines: {err}") from None
+        if self.reward_reference == "teacher" and self.bc is None:
+            raise ConfigError("reward_reference='teacher' needs behaviour cloning (bc): name a baseline or null instead")
         if self.reward_reference is not None:
             try:
-                baselines.parse(self.reward_reference)
+                if self.reward_reference != "teacher":
+                    baselines.parse(self.reward_reference)
             except ConfigError as err:
                 raise ConfigError(f"reward_reference: {err}") from None
-            if self.env_kwargs.get("reward", "latency") != "latency":
+            if first.reward != "latency":
                 raise ConfigError(
                     f"reward_reference={self.reward_reference!r} needs the env's latency reward, not "
-                    f"reward={self.env_kwargs['reward']!r}: set reward_reference: null"
+                    f"reward={first.reward!r}: set reward_reference: null"
                 )
         if self.bc is not None and not isinstance(self.bc, BCConfig):
             raise fail("bc", self.bc, "a mapping of behaviour-cloning settings or null")
@@ -243,9 +294,19 @@ class TrainConfig:
         kwargs["policy_kwargs"] = dict(kwargs.get("policy_kwargs", {}))
         return kwargs
 
+    @property
+    def scenario(self) -> Scenario:
+        """The first (or only) scenario: validation runs on it."""
+        return self.scenarios[0].scenario
+
+    def env_kwargs_of(self, index: int = 0) -> dict[str, Any]:
+        """``gym.make`` keywords of scenario ``index``."""
+        return {"scenario": self.scenarios[index].scenario}
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["eval_baselines"] = list(self.eval_baselines)
+        data["scenarios"] = [{"scenario": ts.scenario.to_dict(), "weight": ts.weight} for ts in self.scenarios]
         return data
 
     @classmethod
@@ -253,55 +314,42 @@ class TrainConfig:
         """Build from plain data (YAML), rejecting unknown keys; missing keys keep the defaults."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
-        check_known_keys(where, data.keys(), [f.name for f in dataclasses.fields(cls)])
+        check_known_keys(where, data.keys(), [f.name for f in dataclasses.fields(cls)] + ["scenario", "env_kwargs"])
         kwargs = dict(data)
-        if "bc" in kwargs and kwargs["bc"] is not None:
-            bc = kwargs["bc"]
-            if not isinstance(bc, Mapping):
-                raise fail("bc", bc, "a mapping of behaviour-cloning settings or null")
-            check_known_keys(f"{where}.bc", bc.keys(), [f.name for f in dataclasses.fields(BCConfig)])
-            kwargs["bc"] = BCConfig(**bc)
+        overrides = kwargs.pop("env_kwargs", None) or {}
+        if not isinstance(overrides, Mapping):
+            raise fail("env_kwargs", overrides, "a mapping of gym.make keywords (overrides of the scenario)")
+        if "scenario" in kwargs and "scenarios" in kwargs:
+            raise ConfigError(f"{where}: give scenario (one) or scenarios (a weighted mixture), not both")
+        entries = [{"scenario": kwargs.pop("scenario")}] if "scenario" in kwargs else kwargs.pop("scenarios", None)
+        if entries is None:
+            entries = [{"scenario": "chat-a100-40gb"}]
+        if not isinstance(entries, (list, tuple)) or not entries:
+            raise fail("scenarios", entries, "a non-empty list of {scenario: NAME, weight: W}")
+        mix = []
+        for i, entry in enumerate(entries):
+            entry = {"scenario": entry} if isinstance(entry, (str, Scenario)) else entry
+            if not isinstance(entry, Mapping) or "scenario" not in entry or set(entry) - {"scenario", "weight"}:
+                raise fail(f"scenarios[{i}]", entry, "a scenario name or {scenario: NAME, weight: W}")
+            scenario = read_scenario(entry["scenario"], overrides, f"{where}: scenarios[{i}]")
+            mix.append(TrainScenario(scenario, entry.get("weight", 1.0)))
+        kwargs["scenarios"] = tuple(mix)
+        if "bc" in kwargs and kwargs["bc"] is not None and not isinstance(kwargs["bc"], (Mapping, BCConfig)):
+            raise fail("bc", kwargs["bc"], "a mapping of behaviour-cloning settings or null")
         if "eval_baselines" in kwargs:
             value = kwargs["eval_baselines"]
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise fail("eval_baselines", value, "a list of baseline specs")
-            kwargs["eval_baselines"] = tuple(value)
-        if "env_kwargs" in kwargs and kwargs["env_kwargs"] is None:
-            kwargs["env_kwargs"] = {}
-        return cls(**kwargs)
+        from llmsched_env.sim.config import from_dict
 
-
-def yaml_load(text: str) -> Any:
-    """``yaml.safe_load``, but ``3e-4`` is a number (YAML 1.2), as rl-zoo3 users write it."""
-    import re
-
-    import yaml  # type: ignore[import-untyped]
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-        list("-+0123456789"),
-    )
-    return yaml.load(text, Loader=Loader)  # noqa: S506  (a SafeLoader)
+        return from_dict(cls, kwargs, where)  # the project's one reader: bc is built by it
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML config file (errors name the file)."""
-    import yaml  # type: ignore[import-untyped]
+    """The mapping in a YAML config file (the project's one reader)."""
+    from llmsched_env.sim.config import load_yaml
 
-    path = Path(path)
-    try:
-        data = yaml_load(path.read_text()) or {}
-    except OSError as err:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r}: expected a mapping of settings, got {type(data).__name__}")
-    return data
+    return load_yaml(path)
 
 
 def resolve_device(device: str) -> str:

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .. import scenarios
 from ..sim.api import resolve_hardware
 from ..sim.cluster import Cluster, ClusterConfig, ClusterResult
 from ..sim.config import dataclass_from_dict
@@ -105,6 +106,10 @@ class ClusterEnv(gym.Env):
 
     ## Arguments
 
+    ``scenario``: a cluster scenario of ``llmsched_env.scenarios`` (``cluster-chat-multiturn``,
+    ``cluster-system-prompt``, ``cluster-hetero``): its replicas, workload and load; only
+    ``num_requests`` (default: the scenario's episode length), ``max_time_s``, ``reward_scale``,
+    ``replica_policies`` and ``render_mode`` then apply. Without a scenario:
     ``num_replicas``; ``hardware`` (a preset name, or a list of one per replica); ``batching``,
     ``max_num_seqs``, ``max_num_batched_tokens``, ``num_gpu_blocks``, ``enable_prefix_caching``
     (every replica; ``engine_kwargs`` for any other ``EngineConfig`` field); ``workload`` (a length
@@ -125,6 +130,7 @@ class ClusterEnv(gym.Env):
     def __init__(
         self,
         *,
+        scenario: str | None = None,
         num_replicas: int = 4,
         hardware: str | Sequence[str] = "llama2-7b/a100",
         batching: str = "sarathi",
@@ -138,7 +144,7 @@ class ClusterEnv(gym.Env):
         prefix: str = "multi-turn",
         load: float | None = 0.8,
         rate: float | None = None,
-        num_requests: int = 500,
+        num_requests: int | None = None,
         predictor: str = "lognormal",
         predictor_sigma: float = 0.5,
         reward_scale: float | None = None,
@@ -154,6 +160,12 @@ class ClusterEnv(gym.Env):
             raise ConfigError(
                 f"llmsched/Cluster-v0: unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; allowed: " + ", ".join(allowed)
             )
+        if scenario is not None:
+            base = scenarios.get(scenario)
+            length = num_requests if num_requests is not None else base.env.episode_requests
+            config = scenarios.cluster_config(base, num_requests=length, max_time_s=max_time_s)
+            num_replicas = config.num_replicas
+        num_requests = 500 if num_requests is None else num_requests
         check_positive("num_replicas", num_replicas, integer=True)
         if reward_scale is not None:
             check_positive("reward_scale", reward_scale)
@@ -191,6 +203,8 @@ class ClusterEnv(gym.Env):
         )
         if replica_policies is not None and len(replica_policies) != num_replicas:
             raise fail("replica_policies", replica_policies, f"a list of {num_replicas} policies (one per replica) or None")
+        if scenario is not None:
+            self.config = config
         self._policy_factory = replica_policies
         self.num_replicas = int(num_replicas)
         self.render_mode = render_mode

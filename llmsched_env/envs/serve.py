@@ -10,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ..sim import EngineConfig, PredictorConfig, SimConfig, WorkloadConfig
+from ..scenarios import EnvOptions, Scenario, resolve
+from ..sim import SimConfig, WorkloadConfig
 from ..sim.api import build_engine, resolve_hardware
-from ..sim.config import dataclass_from_dict
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, summarize
 from ..sim.observe import NUM_REQUEST_FEATURES, request_features
@@ -37,7 +37,14 @@ GLOBAL_FEATURES: tuple[str, ...] = (
 NUM_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
 COUNT_SCALE = 1000.0
 BEYOND = 1.0e6  # priority offset that puts requests outside the slots behind the visible ones
-REWARDS = ("latency", "slo_goodput", "throughput")
+# Serve-v1's defaults: the default simulation (ShareGPT lengths, Llama-2-7B on an 80 GB A100, load
+# 0.9) in 200-request episodes with 32 slots. Serve-v2 starts from a scenario instead.
+LEGACY_V1 = Scenario(
+    name="serve-v1",
+    summary="Serve-v1's defaults",
+    sim=SimConfig(workload=WorkloadConfig(num_requests=200)),
+    env=EnvOptions(num_slots=32, episode_requests=200),
+)
 # rank mode with preemption control: the columns of each slot's action row
 RANK_COLUMNS = ("score", "evict", "prefer_recompute", "prefer_swap", "prefer_restart")
 ACTION_MODES = ("rank", "admit")
@@ -194,7 +201,13 @@ class ServeEnv(gym.Env):
 
     ## Arguments
 
-    Every simulator option, JSON-serialisable: ``hardware``, ``batching``, ``max_num_seqs``,
+    ``scenario``: a scenario of ``llmsched_env.scenarios`` (a name such as ``chat-bursty``, a
+    scenario YAML file, or a :class:`~llmsched_env.scenarios.Scenario`): the simulation (deployment,
+    batching, workload, predictor, load) and the agent's options (slots, episode length, reward).
+    ``llmsched/Serve-v2`` defaults to ``chat-a100-40gb``; ``llmsched/Serve-v1`` keeps its own
+    defaults (the 80 GB A100 at load 0.9, 200-request episodes, 32 slots). Every other keyword
+    overrides the scenario (``llmsched_env.scenarios.resolve``); ``num_requests`` is the episode
+    length. The keywords: every simulator option, JSON-serialisable: ``hardware``, ``batching``, ``max_num_seqs``,
     ``max_num_batched_tokens``, ``num_gpu_blocks``, ``preemption_mode``, ``admission_preemption``; ``workload`` (a length
     preset) or ``trace_path``; ``arrival``; ``load`` or ``rate``; ``num_requests``;
     ``predictor`` and ``predictor_sigma``; ``reward``, ``reward_scale``, ``slo_ttft_s``,
@@ -206,6 +219,10 @@ class ServeEnv(gym.Env):
 
     ## Version History
 
+    * v2: built from a scenario (default ``chat-a100-40gb``: ShareGPT on a 40 GB A100, load 0.95,
+      1,000-request episodes, 64 slots), where the order of service changes response times;
+      keywords override the scenario and unknown ones name the closest known keyword. Requests
+      may carry an SLO class (``mixed-slo``).
     * v1: admissions take only free KV blocks (vLLM V1 and SGLang semantics): a waiting request no
       longer evicts lower-priority holders to get in (``admission_preemption=False``); an episode
       cut by ``max_time_s`` before its last arrival is truncated, not terminated.
@@ -216,87 +233,22 @@ class ServeEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
-    def __init__(
-        self,
-        *,
-        hardware: str = "llama2-7b/a100",
-        batching: str = "sarathi",
-        max_num_seqs: int = 256,
-        max_num_batched_tokens: int = 2048,
-        num_gpu_blocks: int | None = None,
-        preemption_mode: str = "recompute",
-        admission_preemption: bool = False,
-        workload: str = "sharegpt",
-        trace_path: str | None = None,
-        arrival: str = "poisson",
-        load: float | None = 0.9,
-        rate: float | None = None,
-        num_requests: int = 200,
-        predictor: str = "lognormal",
-        predictor_sigma: float = 0.5,
-        reward: str = "latency",
-        reward_scale: float | None = None,
-        slo_ttft_s: float | None = None,
-        slo_tpot_s: float | None = None,
-        num_slots: int = 32,
-        action_mode: str = "rank",
-        preemption_control: bool = False,
-        decision_interval: int = 0,
-        max_time_s: float | None = None,
-        engine_kwargs: dict | None = None,
-        workload_kwargs: dict | None = None,
-        predictor_kwargs: dict | None = None,
-        render_mode: str | None = None,
-        **unknown: Any,
-    ) -> None:
-        if unknown:
-            allowed = sorted(k for k in ServeEnv.__init__.__kwdefaults__ if k != "unknown")
-            raise ConfigError(
-                f"llmsched/Serve-v0: unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; allowed: "
-                + ", ".join(allowed)
-            )
-        check_choice("reward", reward, REWARDS)
-        check_choice("action_mode", action_mode, ACTION_MODES)
-        check_positive("num_slots", num_slots, integer=True)
-        check_nonnegative("decision_interval", decision_interval, integer=True)
-        if reward_scale is not None:
-            check_positive("reward_scale", reward_scale)
+    def __init__(self, *, scenario: "str | Scenario | None" = None, render_mode: str | None = None, **options: Any) -> None:
+        base = LEGACY_V1 if scenario is None else scenario
+        where = f"ServeEnv(scenario={getattr(base, 'name', base)!r})"
         if render_mode is not None:
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
-        if reward == "slo_goodput" and slo_ttft_s is None and slo_tpot_s is None:
-            raise fail("slo_ttft_s", None, "a TTFT and/or TPOT target (slo_ttft_s, slo_tpot_s) when reward='slo_goodput'")
-        for name, value in (("engine_kwargs", engine_kwargs), ("workload_kwargs", workload_kwargs), ("predictor_kwargs", predictor_kwargs)):
-            if value is not None and not isinstance(value, dict):
-                raise fail(name, value, "a mapping of field names to values")
-        engine_fields = dict(
-            hardware=hardware,
-            batching=batching,
-            max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens,
-            num_gpu_blocks=num_gpu_blocks,
-            preemption_mode=preemption_mode,
-            admission_preemption=admission_preemption,
-        )
-        engine_fields.update(engine_kwargs or {})
-        workload_fields: dict[str, Any] = dict(lengths=workload, arrival=arrival, num_requests=num_requests)
-        if trace_path is not None:  # lengths from the trace; arrival="trace" also replays its timing
-            workload_fields.update(trace_path=trace_path, lengths="trace")
-        workload_fields.update(workload_kwargs or {})
-        predictor_fields: dict[str, Any] = dict(kind=predictor, sigma=predictor_sigma)
-        predictor_fields.update(predictor_kwargs or {})
-        self.config = SimConfig(
-            engine=dataclass_from_dict(EngineConfig, engine_fields, "engine"),
-            workload=dataclass_from_dict(WorkloadConfig, workload_fields, "workload"),
-            predictor=dataclass_from_dict(PredictorConfig, predictor_fields, "predictor"),
-            load=load,
-            rate=rate,
-            max_time_s=max_time_s,
-            slo_ttft_s=slo_ttft_s,
-            slo_tpot_s=slo_tpot_s,
-            decision_interval=decision_interval,
-        )
-        if not isinstance(preemption_control, bool):
-            raise fail("preemption_control", preemption_control, "true or false")
+        check_nonnegative("decision_interval", options.get("decision_interval", 0), integer=True)
+        self.config, self.options = resolve(base, where=where, **options)
+        env = self.options
+        if env.reward == "slo_goodput" and self.config.slo_ttft_s is None and self.config.slo_tpot_s is None and not self.config.slo_classes:
+            raise fail(
+                "slo_ttft_s", None, "a TTFT and/or TPOT target (slo_ttft_s, slo_tpot_s, or the scenario's slo_classes) when reward='slo_goodput'"
+            )
+        self.scenario_name = getattr(base, "name", str(base))
+        reward, action_mode, preemption_control = env.reward, env.action_mode, env.preemption_control
+        num_slots, reward_scale = env.num_slots, env.reward_scale
+        slo_ttft_s, slo_tpot_s = self.config.slo_ttft_s, self.config.slo_tpot_s
         self.reward_kind = reward
         self.action_mode = action_mode
         self.preemption_control = preemption_control
@@ -330,27 +282,15 @@ class ServeEnv(gym.Env):
     def from_config(cls, config: SimConfig, **options: Any) -> "ServeEnv":
         """An env over a full :class:`SimConfig` (engine, workload, predictor, load or rate, SLO,
         time limit, decision interval); ``options`` are the env's own arguments (``num_slots``,
-        ``action_mode``, ``reward``, ...). The workload of an episode comes from ``reset``
-        (``options={"sim_seed": n}`` serves ``simulate(config, seed=n)``'s requests), not from
-        ``config.seed``."""
+        ``action_mode``, ``reward``, ...) or any other override of :func:`llmsched_env.scenarios.resolve`.
+        Episodes serve ``config.workload.num_requests`` requests. The workload of an episode comes
+        from ``reset`` (``options={"sim_seed": n}`` serves ``simulate(config, seed=n)``'s
+        requests), not from ``config.seed``."""
         import dataclasses
 
-        c = config
-        kwargs: dict[str, Any] = dict(
-            engine_kwargs=dataclasses.asdict(c.engine),
-            workload_kwargs=dataclasses.asdict(c.workload),
-            predictor_kwargs=dataclasses.asdict(c.predictor),
-            load=c.load,
-            rate=c.rate,
-            max_time_s=c.max_time_s,
-            slo_ttft_s=c.slo_ttft_s,
-            slo_tpot_s=c.slo_tpot_s,
-            decision_interval=c.decision_interval,
-            num_requests=c.workload.num_requests,
-        )
-        kwargs.update(options)
-        env = cls(**kwargs)
-        env.config = dataclasses.replace(env.config, seed=c.seed, keep_records=c.keep_records)
+        scenario = Scenario(name="config", sim=config, env=EnvOptions(episode_requests=config.workload.num_requests))
+        env = cls(scenario=scenario, **options)
+        env.config = dataclasses.replace(env.config, seed=config.seed, keep_records=config.keep_records)
         return env
 
     def set_wakeup(self, source: Any) -> None:
@@ -367,7 +307,7 @@ class ServeEnv(gym.Env):
         self.records = RecordBuffer()
         self.series = TimeSeries()
         self.engine, self.rate, self.capacity = build_engine(
-            self.config, self.policy, seed=self.sim_seed, on_record=self.records.append, series=self.series
+            self.config, self.policy, seed=self.sim_seed, on_record=self._on_record, series=self.series
         )
         self._admitted = 0  # admission counter (admit mode)
         self._rate_gap = math.nan  # smoothed inter-arrival time
@@ -420,6 +360,10 @@ class ServeEnv(gym.Env):
         info["invalid_action"] = invalid
         return observation, reward, self._finished and not self._truncated, self._truncated, info
 
+    def _on_record(self, r: Request) -> None:
+        self.records.append(r)
+        self.series.add_arrival(r.arrival)
+
     def _advance(self) -> float:
         """Run the engine to the next decision epoch; the reward of the time that passed."""
         engine = self.engine
@@ -463,9 +407,10 @@ class ServeEnv(gym.Env):
                 continue
             arrival, first, finish = columns["arrival"][i], columns["first_token_time"][i], columns["finish_time"][i]
             out = columns["output_len"][i]
-            ok = self._slo.ttft_s is None or first - arrival <= self._slo.ttft_s
-            if ok and self._slo.tpot_s is not None and out > 1:
-                ok = (finish - first) / (out - 1) <= self._slo.tpot_s
+            # the request's own targets: its class's, else the run's (inf: none)
+            ok = first - arrival <= columns["ttft_slo_s"][i]
+            if ok and out > 1:
+                ok = (finish - first) / (out - 1) <= columns["tpot_slo_s"][i]
             met += int(ok)
         return met / self.config.workload.num_requests
 
@@ -626,6 +571,7 @@ class ServeEnv(gym.Env):
                 duration=max(engine.now, 1e-12),
                 slo=self._slo,
                 kv_bytes_per_block=resolve_hardware(self.config.engine).kv_bytes_per_block,
+                class_names=self.config.class_names,
             )
         return info
 

@@ -82,8 +82,15 @@ def request_stream(config: SimConfig, rate: float | None, seed: int) -> Iterator
     workload_seed, predictor_seed = np.random.SeedSequence(seed).spawn(2)
     predictor = make_predictor(config.predictor)
     rng = np.random.default_rng(predictor_seed)
+    ttft, tpot = config.class_targets()
+    has_targets = any(math.isfinite(t) for t in ttft + tpot)
+    ttft_table, tpot_table = np.asarray(ttft), np.asarray(tpot)
     for batch in generate(config.workload, rate, workload_seed):
         predictor.annotate(batch, rng)
+        if has_targets:  # each request's own targets (its class's, else the run's)
+            classes = batch.slo_class if batch.slo_class is not None else np.full(len(batch), -1, dtype=np.int64)
+            batch.ttft_slo_s = ttft_table[classes]  # class -1 picks the last entry: the run's targets
+            batch.tpot_slo_s = tpot_table[classes]
         yield batch
 
 
@@ -192,10 +199,11 @@ def simulate(
     series = TimeSeries()
     slo = SLO(ttft_s=config.slo_ttft_s, tpot_s=config.slo_tpot_s)
     buffer = RecordBuffer()
-    streaming = None if config.keep_records else StreamingSummary(slo)
+    streaming = None if config.keep_records else StreamingSummary(slo, config.class_names)
 
     def on_record(r: Request) -> None:
         buffer.append(r)
+        series.add_arrival(r.arrival)
         if streaming is not None and len(buffer) >= RECORD_CHUNK:
             streaming.add(buffer.to_arrays())
             buffer.clear()
@@ -223,7 +231,9 @@ def simulate(
         records = None
     else:
         records = buffer.to_arrays()
-        summary = summarize(records, series, duration=duration, slo=slo, kv_bytes_per_block=hw.kv_bytes_per_block)
+        summary = summarize(
+            records, series, duration=duration, slo=slo, kv_bytes_per_block=hw.kv_bytes_per_block, class_names=config.class_names
+        )
     summary["arrival_rate_per_s"] = math.nan if rate is None else float(rate)
     summary["capacity_per_s"] = math.nan if capacity is None else float(capacity)
     summary["iterations"] = engine.stats.iterations

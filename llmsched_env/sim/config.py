@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,6 +30,27 @@ from .engine_config import EngineConfig
 from .predictors import PredictorConfig
 from .validation import ConfigError, check_known_keys, check_nonnegative, check_positive
 from .workload import WorkloadConfig
+
+
+@dataclass(frozen=True)
+class SLOClass:
+    """A request class with its own SLO targets (e.g. interactive chat against batch jobs).
+
+    A workload's mixture components name their class (``LengthComponent.slo_class``); every
+    request of the class is held to these targets (None: that target is not checked), and the run
+    summary reports each class's attainment (``slo_attainment_<name>``).
+    """
+
+    name: str
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or not self.name.replace("-", "_").isidentifier():
+            raise ConfigError(f"slo_classes.name={self.name!r} is invalid: expected a name of letters, digits, '_' or '-'")
+        for target in ("ttft_s", "tpot_s"):
+            if getattr(self, target) is not None:
+                check_positive(f"slo_classes[{self.name}].{target}", getattr(self, target))
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,9 @@ class SimConfig:
         slo_ttft_s, slo_tpot_s: SLO targets for attainment and goodput (None: not used).
         decision_interval: also take a decision epoch every this many iterations (0: only at events).
         keep_records: keep every per-request record in memory (False: stream them into the summary).
+        slo_classes: request classes with their own targets (:class:`SLOClass`), named by the
+            workload's mixture components; requests without a class use ``slo_ttft_s`` /
+            ``slo_tpot_s``.
     """
 
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -61,8 +88,20 @@ class SimConfig:
     slo_tpot_s: float | None = None
     decision_interval: int = 0
     keep_records: bool = True
+    slo_classes: tuple[SLOClass, ...] = ()
 
     def __post_init__(self) -> None:
+        classes = []
+        for i, c in enumerate(self.slo_classes if isinstance(self.slo_classes, (list, tuple)) else [self.slo_classes]):
+            if isinstance(c, Mapping):
+                c = from_dict(SLOClass, c, f"slo_classes[{i}]", nested=True)
+            if not isinstance(c, SLOClass):
+                raise ConfigError(f"slo_classes[{i}]={c!r} is invalid: expected a mapping with name, ttft_s, tpot_s")
+            classes.append(c)
+        object.__setattr__(self, "slo_classes", tuple(classes))
+        names = [c.name for c in classes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"slo_classes={names!r} is invalid: expected distinct class names")
         for name, cls in (("engine", EngineConfig), ("workload", WorkloadConfig), ("predictor", PredictorConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected a {cls.__name__}")
@@ -83,6 +122,28 @@ class SimConfig:
         check_nonnegative("decision_interval", self.decision_interval, integer=True)
         if not isinstance(self.keep_records, bool):
             raise ConfigError(f"keep_records={self.keep_records!r} is invalid: expected true or false")
+        missing = [name for name in self.workload.class_names() if name not in names]
+        if missing:
+            raise ConfigError(
+                f"workload.components name the request class(es) {missing}, which slo_classes does not define: "
+                f"expected slo_classes entries for them (defined: {names})"
+            )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The request classes of the workload, indexed as ``Request.slo_class``."""
+        return self.workload.class_names()
+
+    def class_targets(self) -> tuple[list[float], list[float]]:
+        """(TTFT, TPOT) targets in seconds of each request class (inf: none), then of requests
+        without a class (the last entry: ``slo_ttft_s`` / ``slo_tpot_s``)."""
+        by_name = {c.name: c for c in self.slo_classes}
+        inf = math.inf
+        ttft = [by_name[n].ttft_s if by_name[n].ttft_s is not None else inf for n in self.class_names]
+        tpot = [by_name[n].tpot_s if by_name[n].tpot_s is not None else inf for n in self.class_names]
+        ttft.append(self.slo_ttft_s if self.slo_ttft_s is not None else inf)
+        tpot.append(self.slo_tpot_s if self.slo_tpot_s is not None else inf)
+        return ttft, tpot
 
     @property
     def max_time(self) -> float:
@@ -92,14 +153,7 @@ class SimConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "config") -> "SimConfig":
         """Build from nested plain data (as loaded from YAML), rejecting unknown keys."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
-        check_known_keys(where, data.keys(), [f.name for f in dataclasses.fields(cls)])
-        kwargs: dict[str, Any] = dict(data)
-        for name, sub in (("engine", EngineConfig), ("workload", WorkloadConfig), ("predictor", PredictorConfig)):
-            if name in kwargs:
-                kwargs[name] = dataclass_from_dict(sub, kwargs[name], f"{where}.{name}")
-        return cls(**kwargs)
+        return from_dict(cls, data, where)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,21 +163,56 @@ class SimConfig:
         return dataclasses.replace(self, **changes)
 
 
-def dataclass_from_dict(cls: type, data: Any, where: str) -> Any:
-    """Instantiate a config dataclass from a mapping, naming unknown keys and bad values."""
+def from_dict(cls: type, data: Any, where: str = "config", *, nested: bool = False) -> Any:
+    """Build the config dataclass ``cls`` from plain data (as loaded from YAML).
+
+    The one reader of every config of the project (simulation, scenario, evaluation, training):
+    unknown keys are errors naming the known ones; a field whose type is a config dataclass (or
+    ``X | None``, or ``tuple[X, ...]``) is built from its mapping (or list of mappings) in turn;
+    a list given for a tuple field becomes a tuple; every error names the field's path in
+    ``where``. Missing keys keep the dataclass defaults; an instance of ``cls`` passes through.
+    ``nested``: ``where`` is a field path, and a bad value reads ``<where>.<field>=...``.
+    """
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping of settings, got {data!r}")
-    check_known_keys(where, data.keys(), [f.name for f in dataclasses.fields(cls)])
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    check_known_keys(where, data.keys(), list(fields))
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _field_value(hints[name], value, f"{where}.{name}") for name, value in data.items()}
     try:
-        return cls(**data)
+        return cls(**kwargs)
     except ConfigError as err:
+        if not nested:
+            raise
         raise ConfigError(f"{where}.{err}") from None
 
 
-def load_config(path: str | Path) -> SimConfig:
-    """Read a :class:`SimConfig` from a YAML file."""
+def _field_value(hint: Any, value: Any, where: str) -> Any:
+    """``value`` converted for a field annotated ``hint`` (see :func:`from_dict`)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where, nested=True) if value is not None else value
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return None if value is None else _field_value(args[0], value, where)
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        item = args[0] if args else Any
+        return tuple(_field_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def dataclass_from_dict(cls: type, data: Any, where: str) -> Any:
+    """:func:`from_dict` for a nested config whose field path is ``where``."""
+    return from_dict(cls, data, where, nested=True)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file, the one reader of the project's YAML.
+
+    YAML 1.2 numbers: ``3e-4`` is a float (PyYAML's YAML 1.1 would read a string), as rl-zoo3 users
+    write learning rates. An empty file is an empty mapping; errors name the file.
+    """
     import yaml  # type: ignore[import-untyped]
 
     path = Path(path)
@@ -132,7 +221,32 @@ def load_config(path: str | Path) -> SimConfig:
     except OSError as err:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
-    return SimConfig.from_dict(data, where=str(path))
+        reason = " ".join(str(err).split())
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {reason}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (``3e-4`` is a number)."""
+    import yaml  # type: ignore[import-untyped]
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return yaml.load(text, Loader=Loader)  # noqa: S506  (a SafeLoader)
+
+
+def load_config(path: str | Path) -> SimConfig:
+    """Read a :class:`SimConfig` from a YAML file."""
+    return SimConfig.from_dict(load_yaml(path), where=str(path))

@@ -220,6 +220,9 @@ class Engine:
         self.kv_blocks_used_max = 0
         self._chunks: Iterator[RequestBatch] = iter(workload)
         self._pending: list[tuple[int, float, int, int, float]] = []  # rows of the current chunk
+        self._pending_classes: list[int] | None = None  # the chunk's request classes and SLO targets
+        self._pending_ttft: list[float] | None = None
+        self._pending_tpot: list[float] | None = None
         self._pending_pos = 0
         self._refresh_values: Any = None  # numpy array of the current chunk's refreshed predictions
         self._refresh_offsets: list[int] | None = None
@@ -234,6 +237,7 @@ class Engine:
         self._horizon = math.inf
         self._rescore_on_admission = bool(getattr(self.policy, "rescore_on_admission", False))
         self._mode_hook: Callable[[Request, "Engine"], int | None] | None = getattr(self.policy, "preemption_mode", None)
+        self._admit_hook: Callable[[Request, "Engine"], bool] | None = getattr(self.policy, "admit", None)
         self._pending_swap_out = 0  # blocks swapped out by evict() since the last iteration
         # batch-building scratch
         self._seats = 0
@@ -258,6 +262,9 @@ class Engine:
             self._pending = list(
                 zip(ids, batch.arrival_time.tolist(), batch.prompt_len.tolist(), batch.output_len.tolist(), batch.predicted_len.tolist())
             )
+            self._pending_classes = batch.slo_class.tolist() if batch.slo_class is not None else None
+            self._pending_ttft = batch.ttft_slo_s.tolist() if batch.ttft_slo_s is not None else None
+            self._pending_tpot = batch.tpot_slo_s.tolist() if batch.tpot_slo_s is not None else None
             self._pending_pos = 0
             if batch.refresh_offsets is not None and batch.refresh_values is not None:
                 self._refresh_offsets = batch.refresh_offsets.tolist()
@@ -336,6 +343,11 @@ class Engine:
         if hashes is not None:
             lo, hi = hashes[pos], hashes[pos + 1]
             r.block_hashes = engine_chain(self._hash_values[lo:hi].tolist(), self._hash_block, self.block_size, prompt + output)
+        if self._pending_classes is not None:
+            r.slo_class = self._pending_classes[pos]
+        if self._pending_ttft is not None and self._pending_tpot is not None:
+            r.ttft_slo_s = self._pending_ttft[pos]
+            r.tpot_slo_s = self._pending_tpot[pos]
         self._pending_pos = pos + 1
         if self._pending_pos < len(self._pending):
             self._next_workload_arrival = self._pending[self._pending_pos][1]
@@ -704,6 +716,9 @@ class Engine:
                 continue
             if state == WAITING or state == SWAPPED:
                 if not self._admissions_open or r.held:
+                    continue
+                if state == WAITING and self._admit_hook is not None and not self._admit_hook(r, self):
+                    self._admissions_open = False  # the policy's admission control: the head of the line waits
                     continue
                 need = -(-r.prefill_target // B)  # the whole prefill's blocks, reserved ahead
                 take = need - hit + revived  # blocks leaving the free pool (cached hits are shared)

@@ -25,7 +25,9 @@ Per run (``summarize``; a flat dict whose keys carry their units):
 * ``slo_attainment``: fraction of ALL arrived requests that finished and met every target the
   :class:`SLO` gives (``ttft <= ttft_s``; ``tpot <= tpot_s``, which a one-token request meets by
   definition). Unfinished and rejected requests are misses. With no target this is the fraction
-  finished. ``goodput_requests_per_s``: requests meeting the SLO / duration.
+  finished. ``goodput_requests_per_s``: requests meeting the SLO / duration. A request of an SLO
+  class is held to its class's targets (its ``ttft_slo_s`` / ``tpot_slo_s`` records) instead;
+  ``slo_attainment_<class>`` and ``arrived_<class>`` give each class's attainment and count.
 * ``preemptions`` (all modes), ``preemptions_recompute`` / ``_swap`` / ``_restart``,
   ``recomputed_tokens`` (tokens prefilled again), ``swapped_blocks`` (KV blocks swapped out) and
   ``swap_bytes`` = swapped_blocks x kv_bytes_per_block (bytes moved to CPU; swapping back in
@@ -46,7 +48,10 @@ so the drain must not hide growth. The run is "unstable" when the fitted growth 
 window exceeds both ``STABILITY_MIN_GROWTH`` requests and ``STABILITY_REL_GROWTH`` x the window's
 mean backlog and the slope is significant, "stable" when the growth is confidently below that,
 "inconclusive" in between, with fewer than ``STABILITY_MIN_POINTS`` points in the window (a run
-too short for the series' resolution) or with no series (see :func:`backlog_trend`).
+too short for the series' resolution) or with no series (see :func:`backlog_trend`). When the runner
+counts arrivals into the series (``TimeSeries.add_arrival``; ``simulate`` and the envs do), a window
+in which more requests than average arrived is judged on the backlog minus that arrival excess, so
+a burst late in a run of a stable queue is not read as instability.
 
 :class:`StreamingSummary` gives the same dict from chunks of records without keeping them: counts,
 sums and means are exact; percentiles come from log-spaced histograms (bins 2 % wide, value = the
@@ -110,11 +115,22 @@ class SLO:
 # Per-request definitions
 
 
+# Record fields a hand-made record set may leave out, with the value that means "not given".
+OPTIONAL_RECORD_FIELDS: dict[str, float] = {"slo_class": -1, "ttft_slo_s": math.inf, "tpot_slo_s": math.inf}
+
+
+def _column(records: dict[str, np.ndarray], name: str) -> np.ndarray:
+    if name in records:
+        return np.asarray(records[name])
+    return np.full(len(records["id"]), OPTIONAL_RECORD_FIELDS[name])
+
+
 def request_metrics(records: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-request metrics of the FINISHED requests in ``records``, one entry per finished row.
 
     Keys: the names in ``LATENCY_METRICS`` plus ``queueing_delay`` (seconds; ``tpot`` is NaN
-    where ``output_len == 1``) and ``output_len``.
+    where ``output_len == 1``), ``output_len``, and the request's class and SLO targets
+    (``slo_class``, ``ttft_slo_s``, ``tpot_slo_s``; -1 and inf when it has none).
     """
     done = np.asarray(records["state"]) == FINISHED
     arrival = np.asarray(records["arrival"], dtype=np.float64)[done]
@@ -132,25 +148,35 @@ def request_metrics(records: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "normalized_latency": e2e / out_len,
         "queueing_delay": np.asarray(records["first_scheduled"], dtype=np.float64)[done] - arrival,
         "output_len": out_len,
+        "slo_class": _column(records, "slo_class").astype(np.int64)[done],
+        "ttft_slo_s": _column(records, "ttft_slo_s").astype(np.float64)[done],
+        "tpot_slo_s": _column(records, "tpot_slo_s").astype(np.float64)[done],
     }
 
 
 def slo_met(metrics: dict[str, np.ndarray], slo: SLO | None) -> np.ndarray:
-    """Which finished requests (rows of :func:`request_metrics`) meet every target of ``slo``."""
-    ok = np.ones(metrics["e2e"].shape[0], dtype=bool)
+    """Which finished requests (rows of :func:`request_metrics`) meet their SLO targets.
+
+    A request's own targets (``ttft_slo_s``, ``tpot_slo_s``; those of its class) apply where they
+    are finite; otherwise ``slo``'s.
+    """
+    ttft_target = metrics["ttft_slo_s"]
+    tpot_target = metrics["tpot_slo_s"]
     if slo is not None and slo.ttft_s is not None:
-        ok &= metrics["ttft"] <= slo.ttft_s
+        ttft_target = np.where(np.isfinite(ttft_target), ttft_target, slo.ttft_s)
     if slo is not None and slo.tpot_s is not None:
-        ok &= (metrics["output_len"] <= 1) | (metrics["tpot"] <= slo.tpot_s)
+        tpot_target = np.where(np.isfinite(tpot_target), tpot_target, slo.tpot_s)
+    ok = metrics["ttft"] <= ttft_target
+    ok &= (metrics["output_len"] <= 1) | (metrics["tpot"] <= tpot_target)
     return ok
 
 
 def _check_records(records: dict[str, np.ndarray]) -> int:
     """Every record field is present and all columns have one length; returns it."""
-    missing = [name for name in RECORD_FIELDS if name not in records]
+    missing = [name for name in RECORD_FIELDS if name not in records and name not in OPTIONAL_RECORD_FIELDS]
     if missing:
         raise fail("records", sorted(records), f"all record fields; missing {missing}")
-    lengths = {name: len(records[name]) for name in RECORD_FIELDS}
+    lengths = {name: len(records[name]) for name in RECORD_FIELDS if name in records}
     if len(set(lengths.values())) > 1:
         raise fail("records", lengths, "columns of equal length")
     return lengths["id"]
@@ -172,6 +198,8 @@ class _Totals:
     recomputed_tokens: int = 0
     swapped_blocks: int = 0
     prediction_abs_error: float = 0.0
+    class_arrived: dict[int, int] = field(default_factory=dict)  # request class -> arrived
+    class_slo_met: dict[int, int] = field(default_factory=dict)  # request class -> met its SLO
     sums: dict[str, float] = field(default_factory=dict)  # metric -> sum over defined values
     counts: dict[str, int] = field(default_factory=dict)  # metric -> number of defined values
 
@@ -183,7 +211,12 @@ class _Totals:
         self.finished += int(per["e2e"].shape[0])
         self.rejected += int(np.count_nonzero(state == REJECTED))
         self.output_tokens += int(per["output_len"].sum())
-        self.slo_met += int(np.count_nonzero(slo_met(per, slo)))
+        met = slo_met(per, slo)
+        self.slo_met += int(np.count_nonzero(met))
+        classes = _column(records, "slo_class").astype(np.int64)
+        for c in np.unique(classes[classes >= 0]).tolist():
+            self.class_arrived[c] = self.class_arrived.get(c, 0) + int(np.count_nonzero(classes == c))
+            self.class_slo_met[c] = self.class_slo_met.get(c, 0) + int(np.count_nonzero(met & (per["slo_class"] == c)))
         self.preemptions += int(np.sum(records["preemptions"]))
         self.preemptions_recompute += int(np.sum(records["recompute_preemptions"]))
         self.preemptions_swap += int(np.sum(records["swap_preemptions"]))
@@ -209,6 +242,7 @@ def _assemble(
     series: "TimeSeries | None",
     duration: float,
     kv_bytes_per_block: float | None,
+    class_names: tuple[str, ...] | None = None,
 ) -> dict[str, float | int | str]:
     """The summary dict (see the module docstring) from totals and per-metric percentiles."""
     out: dict[str, float | int | str] = {
@@ -227,6 +261,10 @@ def _assemble(
     out["requests_per_s"] = totals.finished / duration
     out["slo_attainment"] = totals.slo_met / totals.arrived if totals.arrived else NAN
     out["goodput_requests_per_s"] = totals.slo_met / duration
+    for c in sorted(totals.class_arrived):
+        name = class_names[c] if class_names is not None and c < len(class_names) else f"class{c}"
+        out[f"slo_attainment_{name}"] = totals.class_slo_met.get(c, 0) / totals.class_arrived[c]
+        out[f"arrived_{name}"] = totals.class_arrived[c]
     out["preemptions"] = totals.preemptions
     out["preemptions_recompute"] = totals.preemptions_recompute
     out["preemptions_swap"] = totals.preemptions_swap
@@ -252,8 +290,10 @@ def summarize(
     duration: float,
     slo: SLO | None = None,
     kv_bytes_per_block: float | None = None,
+    class_names: tuple[str, ...] | None = None,
 ) -> dict[str, float | int | str]:
-    """Exact run summary of all ``records`` (see the module docstring for every key)."""
+    """Exact run summary of all ``records`` (see the module docstring for every key);
+    ``class_names`` name the request classes in the per-class keys."""
     _check_run_args(duration, kv_bytes_per_block)
     totals = _Totals()
     per = totals.add(records, slo)
@@ -262,7 +302,7 @@ def summarize(
         values = per[name][~np.isnan(per[name])]
         qs = [q for _, q in PERCENTILES]
         percentiles[name] = list(np.percentile(values, qs)) if values.size else [NAN] * len(qs)
-    return _assemble(totals, percentiles, series, duration, kv_bytes_per_block)
+    return _assemble(totals, percentiles, series, duration, kv_bytes_per_block, class_names)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -334,8 +374,9 @@ class StreamingSummary:
     1 % relative error).
     """
 
-    def __init__(self, slo: SLO | None = None) -> None:
+    def __init__(self, slo: SLO | None = None, class_names: tuple[str, ...] | None = None) -> None:
         self.slo = slo
+        self.class_names = class_names
         self._totals = _Totals()
         self._histograms = {name: LogHistogram() for name, _ in LATENCY_METRICS}
 
@@ -361,15 +402,24 @@ class StreamingSummary:
         _check_run_args(duration, kv_bytes_per_block)
         qs = [q for _, q in PERCENTILES]
         percentiles = {name: h.percentiles(qs) for name, h in self._histograms.items()}
-        return _assemble(self._totals, percentiles, series, duration, kv_bytes_per_block)
+        return _assemble(self._totals, percentiles, series, duration, kv_bytes_per_block, self.class_names)
 
 
 # ------------------------------------------------------------------------------------------------
 # Time series
 
 
-def backlog_trend(times: np.ndarray, backlog: np.ndarray, arrival_rate: float = 0.0) -> tuple[float, str]:
+def backlog_trend(
+    times: np.ndarray, backlog: np.ndarray, arrival_rate: float = 0.0, arrival_excess: np.ndarray | None = None
+) -> tuple[float, str]:
     """Slope (requests/s) of a backlog window and the stability verdict.
+
+    ``arrival_excess`` (optional, one value per point): arrivals so far minus the run's mean rate
+    times the time. Bursty arrivals make a stable queue's backlog rise wherever more requests than
+    average arrived; when the arrival excess itself grows over the window (its trend, fitted the
+    same way, is positive), the verdict is taken on ``backlog - arrival_excess``, the part of the
+    backlog the arrivals do not explain (the backlog of a stable queue follows its arrivals; one
+    that cannot keep up grows beyond them). With no growing excess, the backlog as it is.
 
     The backlog of a stable queue near saturation wanders widely and slowly, so a plain
     least-squares slope over a short run often looks like growth. We therefore fit the line to
@@ -388,11 +438,17 @@ def backlog_trend(times: np.ndarray, backlog: np.ndarray, arrival_rate: float = 
         return NAN, "inconclusive"
     batches = np.array_split(np.arange(times.size), STABILITY_BATCHES)
     t = np.array([times[b].mean() for b in batches])
-    y = np.array([backlog[b].mean() for b in batches])
     dt = t - t.mean()
-    slope = float(np.dot(dt, y - y.mean()) / np.dot(dt, dt))
-    residual = y - y.mean() - slope * dt
-    stderr = math.sqrt(float(np.dot(residual, residual)) / (len(t) - 2) / float(np.dot(dt, dt)))
+
+    def fit(values: np.ndarray) -> tuple[float, float]:
+        y = np.array([values[b].mean() for b in batches])
+        slope = float(np.dot(dt, y - y.mean()) / np.dot(dt, dt))
+        residual = y - y.mean() - slope * dt
+        return slope, math.sqrt(float(np.dot(residual, residual)) / (len(t) - 2) / float(np.dot(dt, dt)))
+
+    slope, stderr = fit(backlog)
+    if arrival_excess is not None and len(arrival_excess) == len(backlog) and fit(np.asarray(arrival_excess))[0] > 0:
+        slope, stderr = fit(backlog - np.asarray(arrival_excess, dtype=np.float64))
     span = times[-1] - times[0]
     threshold = max(
         STABILITY_MIN_GROWTH,
@@ -430,6 +486,8 @@ class TimeSeries:
         self.bin_s = float(resolution_s)  # current bin width
         self._area: list[float] = [0.0] * self.capacity  # integral of in_system over each bin (a list:
         # one element updated per stretch, which a compiled list does far faster than a numpy array)
+        self._arrived: list[float] = [0.0] * self.capacity  # arrivals in each bin (add_arrival)
+        self._arrivals_seen = 0
         self.end_s = 0.0  # latest time observed
         self.busy_s = 0.0  # time with a nonempty batch
         self.in_system_area = 0.0
@@ -475,7 +533,17 @@ class TimeSeries:
         while t > self.capacity * self.bin_s:
             area = self._area
             self._area = [area[2 * i] + area[2 * i + 1] for i in range(half)] + [0.0] * half
+            arrived = self._arrived
+            self._arrived = [arrived[2 * i] + arrived[2 * i + 1] for i in range(half)] + [0.0] * half
             self.bin_s *= 2.0
+
+    def add_arrival(self, t: float) -> None:
+        """Count a request that arrived at time ``t`` (the runner calls it once per request, e.g.
+        when the request leaves); the stability verdict uses the arrival counts to tell a burst of
+        arrivals from a backlog that grows on its own."""
+        self._cover(t)
+        self._arrived[min(int(t // self.bin_s), self.capacity - 1)] += 1.0
+        self._arrivals_seen += 1
 
     def _add_backlog(self, t0: float, t1: float, n: int) -> None:
         self._cover(t1)
@@ -514,7 +582,13 @@ class TimeSeries:
         end = duration if self.arrivals_end_s is None else min(self.arrivals_end_s, duration)
         window = (times >= end / 2.0) & (times <= end)
         rate = self.arrivals / end if end > 0 else 0.0
-        slope, verdict = backlog_trend(times[window], backlog[window], rate)
+        excess = None
+        if self._arrivals_seen:
+            # arrivals by each bin's mid-time, minus what the run's mean rate would have brought
+            counts = np.asarray(self._arrived[: len(times)])
+            arrived_by = np.cumsum(counts) - counts / 2.0
+            excess = (arrived_by - self._arrivals_seen / end * times)[window] if end > 0 else None
+        slope, verdict = backlog_trend(times[window], backlog[window], rate, excess)
         return {
             "in_system_mean": self.in_system_area / duration,
             "waiting_mean": self.waiting_area / duration,

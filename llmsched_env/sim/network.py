@@ -394,16 +394,9 @@ def _class_from_dict(data: Any, where: str) -> WorkflowClass:
 
 def load_network_config(path: str | Path) -> NetworkConfig:
     """Read a :class:`NetworkConfig` from a YAML file (layout: ``configs/network/*.yaml``)."""
-    import yaml  # type: ignore[import-untyped]
+    from .config import load_yaml
 
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as err:
-        raise ConfigError(f"network config file {str(path)!r} cannot be read: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"network config file {str(path)!r} is not valid YAML: {err}") from None
-    return NetworkConfig.from_dict(data, where=str(path))
+    return NetworkConfig.from_dict(load_yaml(path), where=str(path))
 
 
 # ------------------------------------------------------------------------------------------------

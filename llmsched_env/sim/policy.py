@@ -34,7 +34,9 @@ class Policy(Protocol):
     wants another epoch (None: no wish), e.g. when a request will use up its quantum in a
     multi-level feedback queue; and ``preemption_mode(request, engine)``, the
     :class:`~llmsched_env.sim.request.PreemptionMode` to use when ``request`` is preempted (None:
-    the engine's default), consulted at every preemption.
+    the engine's default), consulted at every preemption; and ``admit(request, engine) -> bool``,
+    admission control: asked for each waiting request, in priority order, that would otherwise
+    be admitted (its KV fits); False keeps it and every request after it in that batch waiting.
     """
 
     name: str

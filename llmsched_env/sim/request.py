@@ -91,6 +91,11 @@ class RequestBatch:
     block_hash_offsets: np.ndarray | None = None  # int64 (n + 1,)
     block_hash_values: np.ndarray | None = None  # int64 (total blocks,)
     block_hash_size: int = 16  # tokens per hashed block (Mooncake traces: 512)
+    # Request classes (``WorkloadConfig.class_names()``; -1: no class) and each request's SLO
+    # targets (seconds, inf: none), filled from the run's SLO classes (see ``sim.api``).
+    slo_class: np.ndarray | None = None  # int64 (n,)
+    ttft_slo_s: np.ndarray | None = None  # float64 (n,)
+    tpot_slo_s: np.ndarray | None = None  # float64 (n,)
 
     def __len__(self) -> int:
         return int(self.arrival_time.shape[0])
@@ -102,8 +107,10 @@ class Request:
     Public attributes a policy may read: ``id``, ``arrival``, ``prompt_len``, ``state``,
     ``generated``, ``kv_tokens``, ``prefill_target``, ``blocks``, ``preemptions``,
     ``predicted_output`` (the predictor's current estimate of the total output length),
-    ``initial_prediction``, ``first_scheduled``, ``first_token_time``. ``output_len`` is the
-    true output length: only oracle policies may use it.
+    ``initial_prediction``, ``first_scheduled``, ``first_token_time``, ``slo_class`` (index of
+    its request class, -1 for none), ``ttft_slo_s`` and ``tpot_slo_s`` (its SLO targets in
+    seconds, ``inf`` when it has none). ``output_len`` is the true output length: only oracle
+    policies may use it.
     """
 
     __slots__ = (
@@ -141,6 +148,9 @@ class Request:
         "held",
         "block_hashes",
         "cache_refs",
+        "slo_class",
+        "ttft_slo_s",
+        "tpot_slo_s",
     )
 
     def __init__(
@@ -151,6 +161,9 @@ class Request:
         output_len: int,
         predicted_output: float,
         refresh_values: list[float] | None = None,
+        slo_class: int = -1,
+        ttft_slo_s: float = math.inf,
+        tpot_slo_s: float = math.inf,
     ) -> None:
         self.id = rid
         self.arrival = arrival
@@ -191,6 +204,9 @@ class Request:
         # size, and the hashes of the cached blocks it references (its first len() blocks)
         self.block_hashes: list[int] | None = None
         self.cache_refs: list[int] | None = None
+        self.slo_class = slo_class
+        self.ttft_slo_s = ttft_slo_s
+        self.tpot_slo_s = tpot_slo_s
 
     # -- derived quantities (read-only) -------------------------------------------------------
     @property
@@ -243,6 +259,9 @@ RECORD_FIELDS: tuple[str, ...] = (
     "recomputed_tokens",  # tokens prefilled again because of preemptions
     "swapped_blocks",  # KV blocks swapped out (each swapped back in unless unfinished)
     "predicted_len",  # initial prediction of the output length
+    "slo_class",  # request class index (-1: none)
+    "ttft_slo_s",  # s, the request's TTFT target (inf: none)
+    "tpot_slo_s",  # s, the request's TPOT target (inf: none)
 )
 
 
@@ -275,6 +294,9 @@ class RecordBuffer:
         c["recomputed_tokens"].append(r.recomputed_tokens)
         c["swapped_blocks"].append(r.swapped_blocks)
         c["predicted_len"].append(r.initial_prediction)
+        c["slo_class"].append(r.slo_class)
+        c["ttft_slo_s"].append(r.ttft_slo_s)
+        c["tpot_slo_s"].append(r.tpot_slo_s)
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -286,7 +308,7 @@ class RecordBuffer:
     def to_arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for name, values in self.columns.items():
-            if name in ("arrival", "first_scheduled", "first_token_time", "finish_time", "predicted_len"):
+            if name in ("arrival", "first_scheduled", "first_token_time", "finish_time", "predicted_len", "ttft_slo_s", "tpot_slo_s"):
                 out[name] = np.asarray(values, dtype=np.float64)
             else:
                 out[name] = np.asarray(values, dtype=np.int64)

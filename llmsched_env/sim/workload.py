@@ -88,23 +88,26 @@ generator drawing one value per request, so the output does not depend on ``chun
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
 from .request import RequestBatch
 from .traces import TIME_UNITS, TRACE_FORMATS, Trace, read_trace
-from .validation import check_choice, check_number, check_positive, fail
+from .validation import ConfigError, check_choice, check_number, check_positive, fail
 
-LENGTH_KINDS: tuple[str, ...] = ("lognormal", "poisson", "geometric", "fixed", "uniform", "trace")
-ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "gamma", "onoff", "deterministic", "trace")
+LENGTH_KINDS: tuple[str, ...] = ("lognormal", "poisson", "geometric", "fixed", "uniform", "trace", "mixture", "pmf")
+ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "gamma", "onoff", "deterministic", "trace", "profile")
+TRACE_ORDERS: tuple[str, ...] = ("file", "window", "shuffle")
 PRESET_DIR = Path(__file__).resolve().parent / "data" / "lengths"
+PROFILE_DIR = Path(__file__).resolve().parent / "data" / "arrivals"
 
 # Spawn keys of the workload's child streams of the run seed (ASCII "arrv", "leng"); other
 # modules deriving streams from the same seed must use other keys.
@@ -112,6 +115,7 @@ ARRIVAL_STREAM = 0x61727276
 LENGTH_STREAM = 0x6C656E67
 PREFIX_STREAM = 0x70726678  # "prfx"
 PREFIX_KINDS: tuple[str, ...] = ("none", "system-prompt", "multi-turn", "trace")
+WINDOW_STREAM = 0x77696E64  # "wind": the first trace row of a trace window
 _NO_CAP = float(2**40)  # cap on sampled lengths when none is set (keeps int64 casts safe)
 
 
@@ -179,7 +183,17 @@ class LengthPreset:
 
 def available_length_presets() -> list[str]:
     """Names of the shipped length presets."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+    return list(_preset_names())
+
+
+@functools.lru_cache(maxsize=1)
+def _preset_names() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
+
+
+def is_preset_path(value: str) -> bool:
+    """Whether ``lengths`` names a preset file of the user's (a path ending in .json)."""
+    return isinstance(value, str) and value.endswith(".json")
 
 
 def _frozen(values: list | np.ndarray) -> np.ndarray:
@@ -190,9 +204,25 @@ def _frozen(values: list | np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def load_length_preset(name: str) -> LengthPreset:
-    """A preset with its metadata (source, the trace's own statistics) and histograms."""
-    check_choice("lengths", name, available_length_presets())
-    data = json.loads((PRESET_DIR / f"{name}.json").read_text())
+    """A preset with its metadata (source, the trace's own statistics) and histograms: a shipped
+    one by name, or a file in the same format (written by ``benchmarks/fit_length_presets.py``)
+    by its path."""
+    if is_preset_path(name):
+        try:
+            data = json.loads(Path(name).read_text())
+            hist = data["histogram"]
+            for key in ("prompt", "output", "cells"):
+                hist[key]
+        except OSError as err:
+            raise fail("lengths", name, f"a readable length preset file ({err.strerror})") from None
+        except (ValueError, KeyError, TypeError) as err:
+            raise fail("lengths", name, f"a length preset file in the format of {PRESET_DIR.name}/*.json ({err!r})") from None
+        data.setdefault("name", Path(name).stem)
+        for key in ("description", "source", "trace_stats", "arrival_stats"):
+            data.setdefault(key, {} if key != "description" else "")
+    else:
+        check_choice("lengths", name, available_length_presets())
+        data = json.loads((PRESET_DIR / f"{name}.json").read_text())
     hist = data["histogram"]
     axes = {k: PresetAxis(**{f: _frozen(v) for f, v in hist[k].items()}) for k in ("prompt", "output")}
     cells = np.asarray(hist["cells"], dtype=np.int64).reshape(-1, 3)
@@ -207,6 +237,188 @@ def load_length_preset(name: str) -> LengthPreset:
         cell_count=_frozen(cells[:, 2]),
         **axes,
     )
+
+
+@dataclass(frozen=True)
+class PMFLengths:
+    """Empirical lengths from probability mass functions: a weighted mixture of components, each
+    an independent (prompt PMF, output PMF) pair, as ServeGen publishes them per client."""
+
+    weights: np.ndarray  # float64 (K,), summing to 1
+    prompt: tuple[tuple[np.ndarray, np.ndarray], ...]  # per component: (values int64, cumulative probs)
+    output: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    def mean(self, cap_prompt: int | None, cap_output: int | None) -> tuple[float, float]:
+        def one(axis: tuple[tuple[np.ndarray, np.ndarray], ...], cap: int | None) -> float:
+            means = [float(np.dot(_clip(np.maximum(v, 1), cap), np.diff(np.concatenate([[0.0], c])))) for v, c in axis]
+            return float(np.dot(self.weights, means))
+
+        return one(self.prompt, cap_prompt), one(self.output, cap_output)
+
+
+def _parse_pmf(where: str, value: object) -> tuple[np.ndarray, np.ndarray]:
+    """``{length: probability}`` (a mapping, or ServeGen's Python-literal string of one)."""
+    import ast
+
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise fail(where, value[:60], "a mapping of length to probability") from None
+    if not isinstance(value, dict) or not value:
+        raise fail(where, value, "a non-empty mapping of length to probability")
+    try:
+        lengths = np.asarray([int(float(k)) for k in value], dtype=np.int64)
+        probs = np.asarray([float(v) for v in value.values()], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail(where, list(value.items())[:3], "integer lengths with numeric probabilities") from None
+    if (probs < 0).any() or not probs.sum() > 0 or (lengths < 0).any():
+        raise fail(where, list(value.items())[:3], "lengths >= 0 with probabilities >= 0 and a positive total")
+    order = np.argsort(lengths, kind="stable")
+    lengths, probs = lengths[order], probs[order]
+    return lengths, np.cumsum(probs) / probs.sum()
+
+
+@functools.lru_cache(maxsize=8)
+def load_pmf_lengths(path: str) -> PMFLengths:
+    """Read a PMF length file (see ``WorkloadConfig.pmf_path``)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise fail("pmf_path", path, f"a readable JSON file ({err.strerror})") from None
+    except ValueError as err:
+        raise fail("pmf_path", path, f"a JSON file ({err})") from None
+    entries = data.get("components", [data]) if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise fail("pmf_path", path, "a JSON object with prompt/output PMFs, or with a list of weighted 'components'")
+    weights, prompts, outputs = [], [], []
+    for i, entry in enumerate(entries):
+        where = f"pmf_path {path!r} component {i}"
+        if not isinstance(entry, dict):
+            raise fail(where, entry, "an object with prompt and output PMFs")
+        prompt = entry.get("prompt", entry.get("input_tokens"))
+        output = entry.get("output", entry.get("output_tokens"))
+        if prompt is None or output is None:
+            raise fail(where, sorted(entry), "keys prompt (or input_tokens) and output (or output_tokens)")
+        weight = entry.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
+            raise fail(f"{where} weight", weight, "a number > 0")
+        weights.append(float(weight))
+        prompts.append(_parse_pmf(f"{where} prompt", prompt))
+        outputs.append(_parse_pmf(f"{where} output", output))
+    w = np.asarray(weights)
+    return PMFLengths(weights=w / w.sum(), prompt=tuple(prompts), output=tuple(outputs))
+
+
+@dataclass(frozen=True)
+class ArrivalProfile:
+    """A rate profile for ``arrival='profile'``: arrivals are Poisson with a rate that follows
+    ``counts`` (requests per ``bin_s`` seconds of the source trace), scaled to the mean rate."""
+
+    name: str
+    description: str
+    source: dict
+    stats: dict
+    bin_s: float
+    counts: np.ndarray  # float64 (B,) requests in each bin of the source
+
+    @property
+    def period_s(self) -> float:
+        return self.bin_s * len(self.counts)
+
+    @property
+    def mean_rate(self) -> float:
+        return float(self.counts.sum()) / self.period_s
+
+
+def available_arrival_profiles() -> list[str]:
+    """Names of the shipped arrival profiles."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+
+
+@functools.lru_cache(maxsize=None)
+def load_arrival_profile(name: str) -> ArrivalProfile:
+    """A shipped arrival profile by name, or a profile file (same format) by its path."""
+    path = Path(name) if name.endswith(".json") else PROFILE_DIR / f"{name}.json"
+    if not name.endswith(".json"):
+        check_choice("arrival_profile", name, available_arrival_profiles())
+    try:
+        data = json.loads(path.read_text())
+        counts = np.asarray(data["counts"], dtype=np.float64)
+        bin_s = float(data["bin_s"])
+    except OSError as err:
+        raise fail("arrival_profile", name, f"a readable profile file ({err.strerror})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise fail("arrival_profile", name, f"a JSON profile with bin_s and counts ({err!r})") from None
+    if counts.ndim != 1 or counts.size == 0 or (counts < 0).any() or not counts.sum() > 0 or not bin_s > 0:
+        raise fail("arrival_profile", name, "bin_s > 0 and counts >= 0 with a positive total")
+    counts.setflags(write=False)
+    return ArrivalProfile(
+        name=data.get("name", path.stem),
+        description=data.get("description", ""),
+        source=data.get("source", {}),
+        stats=data.get("stats", {}),
+        bin_s=bin_s,
+        counts=counts,
+    )
+
+
+#: WorkloadConfig fields that describe lengths (what a mixture component may set).
+COMPONENT_LENGTH_FIELDS: tuple[str, ...] = (
+    "lengths",
+    "prompt_mean",
+    "output_mean",
+    "prompt_sigma",
+    "output_sigma",
+    "length_correlation",
+    "uniform_spread",
+    "max_prompt_len",
+    "max_output_len",
+    "trace_path",
+    "trace_format",
+    "trace_order",
+    "pmf_path",
+)
+
+
+@dataclass(frozen=True)
+class LengthComponent:
+    """One component of a ``mixture`` length distribution.
+
+    ``weight`` (> 0, relative) is the share of requests drawn from it; ``slo_class`` names the
+    request class of those requests (targets in ``SimConfig.slo_classes``; None: no class); the
+    other fields are the :class:`WorkloadConfig` length fields of the same names (a component
+    cannot itself be a mixture).
+    """
+
+    weight: float = 1.0
+    slo_class: str | None = None
+    lengths: str = "sharegpt"
+    prompt_mean: float = 512.0
+    output_mean: float = 256.0
+    prompt_sigma: float = 1.0
+    output_sigma: float = 1.0
+    length_correlation: float = 0.0
+    uniform_spread: float = 0.5
+    max_prompt_len: int | None = None
+    max_output_len: int | None = None
+    trace_path: str | None = None
+    trace_format: str = "auto"
+    trace_order: str = "file"
+    pmf_path: str | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("weight", self.weight)
+        if self.slo_class is not None and (not isinstance(self.slo_class, str) or not self.slo_class):
+            raise fail("slo_class", self.slo_class, "a class name (non-empty str) or None")
+        if self.lengths == "mixture":
+            raise fail("lengths", "mixture", "a non-mixture length kind or preset inside a mixture component")
+        self.workload()  # validates the length fields
+
+    def workload(self) -> "WorkloadConfig":
+        """The component's lengths as a WorkloadConfig (its arrival fields unused)."""
+        fields = {name: getattr(self, name) for name in COMPONENT_LENGTH_FIELDS}
+        return WorkloadConfig(**fields)
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -241,6 +453,15 @@ class WorkloadConfig:
     * ``system_prompt_len``, ``num_system_prompts``: system-prompt only (tokens >= 1; >= 1).
     * ``num_conversations``, ``turns_mean``: multi-turn only: concurrent conversations (>= 1) and
       mean turns per conversation (>= 1).
+    * ``components``: ``mixture`` only: the weighted :class:`LengthComponent` list (mappings of
+      their fields are accepted, as from YAML).
+    * ``pmf_path``: ``pmf`` only: a JSON file of length PMFs (see the module docstring).
+    * ``trace_order``: which trace rows a run serves: ``file`` (from row 0, whatever the seed),
+      ``window`` (consecutive rows from a first row drawn from the seed; with ``arrival='trace'``
+      their timestamps, shifted to start at 0) or ``shuffle`` (rows drawn at random with
+      replacement from the seed; lengths only, so not with ``arrival='trace'``).
+    * ``arrival_profile``: ``profile`` only: a shipped arrival profile
+      (``available_arrival_profiles()``) or a profile JSON file.
     """
 
     lengths: str = "sharegpt"
@@ -269,9 +490,16 @@ class WorkloadConfig:
     num_system_prompts: int = 1
     num_conversations: int = 16
     turns_mean: float = 4.0
+    components: tuple[LengthComponent, ...] = ()
+    pmf_path: str | None = None
+    trace_order: str = "file"
+    arrival_profile: str | None = None
 
     def __post_init__(self) -> None:
-        check_choice("lengths", self.lengths, LENGTH_KINDS + tuple(available_length_presets()))
+        if not is_preset_path(self.lengths):
+            check_choice("lengths", self.lengths, LENGTH_KINDS + tuple(available_length_presets()))
+        else:
+            load_length_preset(self.lengths)  # a user's preset file: it must read
         for name in ("prompt_mean", "output_mean"):
             check_number(name, getattr(self, name), low=1, integer=self.lengths == "fixed")
         for name in ("prompt_sigma", "output_sigma"):
@@ -300,9 +528,53 @@ class WorkloadConfig:
         check_number("turns_mean", self.turns_mean, low=1)
         if self.prefix == "trace" and self.lengths != "trace":
             raise fail("prefix", self.prefix, f"another prefix kind with lengths={self.lengths!r} (prefix='trace' needs lengths='trace')")
+        if self.prefix == "trace" and self.trace_order == "shuffle":
+            raise fail("prefix", self.prefix, "another prefix kind with trace_order='shuffle' (chains follow the trace's rows in order)")
+        self._check_mixture()
+        if self.lengths == "pmf":
+            if self.pmf_path is None:
+                raise fail("pmf_path", None, "a PMF file path when lengths='pmf'")
+            load_pmf_lengths(str(self.pmf_path))
+        elif self.pmf_path is not None:
+            raise fail("pmf_path", self.pmf_path, "None unless lengths='pmf'")
+        if self.arrival == "profile":
+            if self.arrival_profile is None:
+                raise fail("arrival_profile", None, "a profile name (" + ", ".join(available_arrival_profiles()) + ") or file when arrival='profile'")
+            load_arrival_profile(str(self.arrival_profile))
+        elif self.arrival_profile is not None:
+            raise fail("arrival_profile", self.arrival_profile, "None unless arrival='profile'")
 
+    def _check_mixture(self) -> None:
+        if not isinstance(self.components, (tuple, list)):
+            raise fail("components", self.components, "a list of mixture components")
+        components = []
+        for i, c in enumerate(self.components):
+            if isinstance(c, LengthComponent):
+                components.append(c)
+                continue
+            if not isinstance(c, Mapping):
+                raise fail(f"components[{i}]", c, "a mapping of component fields (weight, slo_class, lengths, ...)")
+            unknown = sorted(set(c) - {f.name for f in dataclasses.fields(LengthComponent)})
+            if unknown:
+                raise fail(f"components[{i}]", unknown, "fields of " + ", ".join(f.name for f in dataclasses.fields(LengthComponent)))
+            try:
+                components.append(LengthComponent(**c))
+            except ConfigError as err:
+                raise ConfigError(f"components[{i}].{err}") from None
+        object.__setattr__(self, "components", tuple(components))
+        if self.lengths == "mixture" and not components:
+            raise fail("components", [], "at least one component when lengths='mixture'")
+        if self.lengths != "mixture" and components:
+            raise fail("components", "[...]", "empty unless lengths='mixture'")
+
+    def class_names(self) -> tuple[str, ...]:
+        """The request classes of a mixture's components, in order of first appearance."""
+        return tuple(dict.fromkeys(c.slo_class for c in self.components if c.slo_class is not None))
     def _check_trace_fields(self) -> None:
         uses_trace = self.lengths == "trace" or self.arrival == "trace"
+        check_choice("trace_order", self.trace_order, TRACE_ORDERS)
+        if self.trace_order == "shuffle" and self.arrival == "trace":
+            raise fail("trace_order", "shuffle", "'file' or 'window' with arrival='trace' (timestamps need consecutive rows)")
         if self.trace_path is not None:
             if not isinstance(self.trace_path, (str, os.PathLike)) or not str(self.trace_path):
                 raise fail("trace_path", self.trace_path, "a file path (str) or None")
@@ -394,20 +666,58 @@ def _clip(x: np.ndarray, cap: int | None) -> np.ndarray:
     return x if cap is None else np.minimum(x, cap)
 
 
+def trace_start(cfg: WorkloadConfig, ss: np.random.SeedSequence, rows: int) -> int:
+    """The first trace row a run serves: 0, or with ``trace_order='window'`` a row drawn from the
+    workload seed (shared by the length and arrival streams, so rows stay paired)."""
+    if cfg.trace_order != "window":
+        return 0
+    return int(np.random.default_rng(_child(ss, WINDOW_STREAM)).integers(rows))
+
+
 class _LengthStream:
-    """Draws consecutive (prompt, output) lengths of a config; one generator per random quantity."""
+    """Draws consecutive (prompt, output) lengths of a config; one generator per random quantity.
+
+    ``ss`` is the workload's seed sequence (the stream uses its ``LENGTH_STREAM`` child; a trace
+    window's first row comes from ``WINDOW_STREAM``). A mixture picks each request's component
+    with a generator of its own and draws the component's lengths from the component's own stream,
+    so every component's sequence is the same whatever the others are.
+    """
 
     def __init__(self, cfg: WorkloadConfig, ss: np.random.SeedSequence) -> None:
         self.cfg = cfg
-        self.rng_prompt, self.rng_output, self.rng_cell = _rngs(ss, 3)
-        self.cursor = 0  # trace lengths: next row
+        own = _child(ss, LENGTH_STREAM)
+        self.rng_prompt, self.rng_output, self.rng_cell = _rngs(own, 3)
         self.preset = load_length_preset(cfg.lengths) if cfg.lengths not in LENGTH_KINDS else None
         self.trace = cfg.read_trace() if cfg.lengths == "trace" else None
+        self.cursor = 0 if self.trace is None else trace_start(cfg, ss, len(self.trace))  # trace lengths: next row
+        self.pmf = load_pmf_lengths(str(cfg.pmf_path)) if cfg.lengths == "pmf" else None
         if self.preset is not None:
             self.cell_cum = np.cumsum(self.preset.cell_count)
+        self.parts: list[_LengthStream] = []
+        self.part_class: np.ndarray = np.zeros(0, dtype=np.int64)
+        if cfg.lengths == "mixture":
+            names = cfg.class_names()
+            for k, component in enumerate(cfg.components):
+                self.parts.append(_LengthStream(component.workload(), _child(own, 1 + k)))
+            weights = np.asarray([c.weight for c in cfg.components], dtype=np.float64)
+            self.part_cum = np.cumsum(weights / weights.sum())
+            self.part_class = np.asarray(
+                [names.index(c.slo_class) if c.slo_class is not None else -1 for c in cfg.components], dtype=np.int64
+            )
+        #: the request classes of the last draw (-1: none), or None when the config has no classes
+        self.classes: np.ndarray | None = None
 
     def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         c, kind = self.cfg, self.cfg.lengths
+        if kind == "mixture":
+            part = np.minimum(np.searchsorted(self.part_cum, self.rng_cell.random(n), side="right"), len(self.parts) - 1)
+            prompt = np.empty(n, dtype=np.int64)
+            output = np.empty(n, dtype=np.int64)
+            for k, stream in enumerate(self.parts):
+                rows = np.flatnonzero(part == k)
+                prompt[rows], output[rows] = stream.draw(len(rows))
+            self.classes = self.part_class[part] if (self.part_class >= 0).any() else None
+            return _clip(prompt, c.max_prompt_len), _clip(output, c.max_output_len)
         if kind == "lognormal":
             zp = self.rng_prompt.standard_normal(n)
             rho = c.length_correlation
@@ -432,9 +742,23 @@ class _LengthStream:
         elif kind == "trace":
             trace = self.trace
             assert trace is not None
-            rows = (self.cursor + np.arange(n)) % len(trace)
-            self.cursor += n
+            if c.trace_order == "shuffle":
+                rows = np.floor(self.rng_cell.random(n) * len(trace)).astype(np.int64)
+            else:
+                rows = (self.cursor + np.arange(n)) % len(trace)
+                self.cursor += n
             prompt, output = trace.prompt_len[rows], trace.output_len[rows]
+        elif kind == "pmf":
+            pmf = self.pmf
+            assert pmf is not None
+            part = np.minimum(np.searchsorted(np.cumsum(pmf.weights), self.rng_cell.random(n), side="right"), len(pmf.weights) - 1)
+            u_prompt, u_output = self.rng_prompt.random(n), self.rng_output.random(n)
+            prompt = np.empty(n, dtype=np.int64)
+            output = np.empty(n, dtype=np.int64)
+            for k in range(len(pmf.weights)):
+                rows = np.flatnonzero(part == k)
+                for out, (values, cum), u in ((prompt, pmf.prompt[k], u_prompt), (output, pmf.output[k], u_output)):
+                    out[rows] = values[np.minimum(np.searchsorted(cum, u[rows], side="right"), len(values) - 1)]
         else:
             p = self.preset
             assert p is not None
@@ -449,12 +773,12 @@ class _LengthStream:
 
 def sample_lengths(cfg: WorkloadConfig, n: int, seed: int | np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
     """``n`` draws of the length mix: exactly the lengths of the first ``n`` requests that
-    :func:`generate` gives for the same seed (trace lengths: the first ``n`` rows, cycling)."""
+    :func:`generate` gives for the same seed (trace lengths: the rows it serves, cycling)."""
     check_number("n", n, low=0, integer=True)
     ss = _seed_sequence(seed)
-    prompt, output = _LengthStream(cfg, _child(ss, LENGTH_STREAM)).draw(int(n))
+    prompt, output = _LengthStream(cfg, ss).draw(int(n))
     if cfg.prefix == "multi-turn":  # prompts carry the conversation so far
-        prompt = _PrefixStream(cfg, _child(ss, PREFIX_STREAM)).draw(prompt, output)[0]
+        prompt = _PrefixStream(cfg, ss).draw(prompt, output)[0]
     return prompt, output
 
 
@@ -527,6 +851,17 @@ def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
     kind = cfg.lengths
     if cfg.prefix == "multi-turn":
         return _multi_turn_means(cfg)
+    if kind == "mixture":
+        if cfg.max_prompt_len is not None or cfg.max_output_len is not None:
+            # clipping the mixture as a whole: measure it (seeded, so repeatable)
+            prompt, output = sample_lengths(cfg, 200_000, 0)
+            return float(prompt.mean()), float(output.mean())
+        weights = np.asarray([c.weight for c in cfg.components], dtype=np.float64)
+        means = np.asarray([mean_lengths(c.workload()) for c in cfg.components])
+        prompt_mean, output_mean = (weights / weights.sum()) @ means
+        return float(prompt_mean), float(output_mean)
+    if kind == "pmf":
+        return load_pmf_lengths(str(cfg.pmf_path)).mean(cfg.max_prompt_len, cfg.max_output_len)
     if kind == "lognormal":
         return (
             _lognormal_clipped_mean(cfg.prompt_mean, cfg.prompt_sigma, cfg.max_prompt_len),
@@ -548,6 +883,8 @@ def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
         )
     if kind == "trace":
         trace = cfg.read_trace()
+        if cfg.trace_order != "file":  # rows depend on the seed: the mean over the whole trace
+            return float(_clip(trace.prompt_len, cfg.max_prompt_len).mean()), float(_clip(trace.output_len, cfg.max_output_len).mean())
         n, total = len(trace), cfg.num_requests
         full, rest = divmod(total, n)
 
@@ -594,7 +931,7 @@ class _ArrivalStream:
 
     def __init__(self, cfg: WorkloadConfig, rate: float | None, ss: np.random.SeedSequence) -> None:
         self.cfg, self.rate = cfg, rate
-        self.rng_gap, self.rng_on, self.rng_off = _rngs(ss, 3)
+        self.rng_gap, self.rng_on, self.rng_off = _rngs(_child(ss, ARRIVAL_STREAM), 3)
         self.count = 0  # arrivals drawn so far
         self.last = 0.0  # time of the last arrival
         if cfg.arrival == "onoff":
@@ -606,9 +943,34 @@ class _ArrivalStream:
             self.off_before = np.empty(0)  # OFF time elapsed before each such period starts
             self.on_total = self.off_total = 0.0  # totals over all periods drawn so far
         if cfg.arrival == "trace":
-            self._init_trace()
+            self._init_trace(ss)
+        if cfg.arrival == "profile":
+            self._init_profile()
 
-    def _init_trace(self) -> None:
+    def _init_profile(self) -> None:
+        # A Poisson process whose rate follows the profile, time-scaled so that its mean rate is
+        # ``rate`` (each bin keeps its share of the arrivals), cycling, from a seeded random
+        # offset: unit-rate points mapped through the inverse of the cumulative intensity.
+        assert self.rate is not None
+        profile = load_arrival_profile(str(self.cfg.arrival_profile))
+        scale = profile.mean_rate / self.rate  # seconds of the run per second of the profile
+        self.bin_s = profile.bin_s * scale
+        self.bin_rate = profile.counts / self.bin_s  # requests/s in each bin of the run
+        self.cum = np.concatenate([[0.0], np.cumsum(profile.counts)])  # arrivals expected by each bin edge
+        self.per_period = float(self.cum[-1])
+        start = self.rng_on.random() * self.per_period  # where in the profile the run starts
+        self.origin = start
+        self.offset_s = self._time_at(np.asarray([start]))[0]
+
+    def _time_at(self, mass: np.ndarray) -> np.ndarray:
+        """Time (s, from the profile's start) at which the cumulative intensity reaches ``mass``."""
+        cycles, rest = np.divmod(mass, self.per_period)
+        b = np.minimum(np.searchsorted(self.cum, rest, side="right") - 1, len(self.bin_rate) - 1)
+        # a bin with no arrivals is never the one a point lands in, except at rounding edges
+        within = np.where(self.bin_rate[b] > 0, (rest - self.cum[b]) / np.maximum(self.bin_rate[b], 1e-300), 0.0)
+        return (cycles * len(self.bin_rate) + b) * self.bin_s + np.minimum(within, self.bin_s)
+
+    def _init_trace(self, ss: np.random.SeedSequence) -> None:
         trace = self.cfg.read_trace()
         if trace.arrival_time is None:
             raise fail(
@@ -622,6 +984,7 @@ class _ArrivalStream:
         self.times = trace.arrival_time
         self.period = span * n / (n - 1)  # one replay lasts its span plus one mean IAT
         self.scale = 1.0 if self.rate is None else (n - 1) / span / self.rate
+        self.start = trace_start(self.cfg, ss, n)
 
     def draw(self, n: int) -> np.ndarray:
         kind = self.cfg.arrival
@@ -629,9 +992,14 @@ class _ArrivalStream:
         if kind == "deterministic":
             times = (self.count + np.arange(1, n + 1)) / rate
         elif kind == "trace":
-            idx = self.count + np.arange(n)
+            idx = self.start + self.count + np.arange(n)
             replay, row = np.divmod(idx, len(self.times))
-            times = (self.times[row] + replay * self.period) * self.scale
+            times = (self.times[row] + replay * self.period - self.times[self.start]) * self.scale
+        elif kind == "profile":
+            mass = _running_sum(self.origin, self.rng_gap.standard_exponential(n))
+            if n:
+                self.origin = float(mass[-1])
+            times = self._time_at(mass) - self.offset_s
         elif kind == "onoff":
             times = self._draw_onoff(n)
         else:
@@ -690,9 +1058,9 @@ def generate(
     check_positive("chunk_size", chunk_size, integer=True)
     ss = _seed_sequence(seed)
     # Both streams are built here, not in the generator below, so errors surface at the call.
-    arrivals = _ArrivalStream(cfg, None if rate is None else float(rate), _child(ss, ARRIVAL_STREAM))
-    lengths = _LengthStream(cfg, _child(ss, LENGTH_STREAM))
-    prefixes = None if cfg.prefix == "none" else _PrefixStream(cfg, _child(ss, PREFIX_STREAM))
+    arrivals = _ArrivalStream(cfg, None if rate is None else float(rate), ss)
+    lengths = _LengthStream(cfg, ss)
+    prefixes = None if cfg.prefix == "none" else _PrefixStream(cfg, ss)
     return _chunks(arrivals, lengths, prefixes, cfg.num_requests, int(chunk_size))
 
 
@@ -702,7 +1070,9 @@ def _chunks(
     for start in range(0, total, chunk_size):
         n = min(chunk_size, total - start)
         prompt, output = lengths.draw(n)
-        batch = RequestBatch(arrival_time=arrivals.draw(n), prompt_len=prompt, output_len=output, first_id=start)
+        batch = RequestBatch(
+            arrival_time=arrivals.draw(n), prompt_len=prompt, output_len=output, first_id=start, slo_class=lengths.classes
+        )
         if prefixes is not None:
             batch.prompt_len, batch.block_hash_offsets, batch.block_hash_values = prefixes.draw(prompt, output)
             batch.block_hash_size = prefixes.block_size
@@ -714,7 +1084,7 @@ class _PrefixStream:
 
     def __init__(self, cfg: WorkloadConfig, ss: np.random.SeedSequence) -> None:
         self.cfg = cfg
-        self.rng_choice, self.rng_turns = _rngs(ss, 2)
+        self.rng_choice, self.rng_turns = _rngs(_child(ss, PREFIX_STREAM), 2)
         self.kind = cfg.prefix
         self.block_size = cfg.prefix_block_size
         if self.kind == "system-prompt":
@@ -730,7 +1100,7 @@ class _PrefixStream:
                 raise fail("prefix", "trace", f"a trace with hash chains: {trace.source} has none (Mooncake traces have hash_ids)")
             self.trace = trace
             self.block_size = trace.block_hash_size
-            self.cursor = 0
+            self.cursor = trace_start(cfg, ss, len(trace))  # the rows the length stream serves
             self.id_span = int(trace.block_hash_values.max(initial=0)) + 1  # fresh ids for each replay
 
     def _fresh(self, n: int) -> list[int]:
