@@ -23,7 +23,7 @@ starvation check promoting requests unserved for 3 s. FastServe counts the secon
 iterations a request took part in and demotes once that exceeds the quantum; here service is
 counted in iterations (one per output token, the prefill counting as its own duration over that of
 a lone decode iteration on ``hardware``'s cost model) and a request is demoted when it reaches the
-quantum. On the default hardware a lone decode iteration takes 9.2 ms, so
+quantum. On the default hardware a lone decode iteration takes 9.3 ms, so
 ``base_quantum = 1`` iteration is FastServe's 10 ms, and a 2,340-token prompt (ShareGPT's mean)
 joins level 5 in both. Counting iterations keeps the quanta independent of the batch size and
 lets the engine fast-forward between quantum expiries (``wakeup``).

@@ -1,8 +1,9 @@
 """Fit the iteration-time presets of ``llmsched_env/sim/cost.py`` from Vidur's profiling data.
 
-Reads ``../shared/data/vidur`` (Vidur's MIT-licensed profiling tables, see its README) and prints
-the fitted coefficients and their errors. The numbers printed here are hard-coded in cost.py;
-nothing in the package reads these files. Run from the repository root:
+Reads ``../shared/data/vidur`` (Vidur's MIT-licensed profiling tables, see its README; ``--vidur``
+names another folder) and prints the fitted coefficients and their errors. The numbers printed
+here are hard-coded in cost.py, and ``--write-table`` writes the profile tables the package ships;
+nothing in the package reads Vidur's files. Run from the repository root:
 ``python benchmarks/fit_cost_models.py`` (under a second).
 
 Method. Vidur (github.com/microsoft/vidur) times an iteration as layers x the sum of per-layer
@@ -35,7 +36,24 @@ operator times (``ExecutionTime.model_time``); we compose the same sum and fit c
    f * sum(c_i * prior_i) is layers x p3 (x the prefill ratio on H100).
 
 The A100 run validates the method: it reproduces Vidur's own predictor at the derived JSON's
-reference points and the DESIGN.md fits (see the printed errors).
+reference points and the DESIGN.md fits (see the printed errors). The fits above are the ``-poly``
+presets.
+
+4. The profile-driven presets (``--write-table``: ``llmsched_env/sim/data/vidur_profile_costs.json``,
+   read by ``cost.ProfileCostModel``): for every model, GPU and TP degree Vidur profiled and whose
+   weights leave room for a 4,096-token request, the summed non-attention ops (+ two all-reduces
+   per layer: TP2 on pairwise NVLink, TP4/TP8 on a DGX node) at the profile's token counts, and
+   the attention coefficients, whole model. Vidur's attention profiles are missing here except
+   two real ones (Llama-2-7B TP1, 32 q / 32 kv heads per GPU; Llama-2-70B TP2, 32 q / 4 kv), so
+   every other shape is DERIVED from the nearer one (``scaled_attention``: by query and KV width
+   per GPU, and the GPU's measured memory- / compute-bound ratio to the A100), and the JSON says
+   which. The composed time follows Vidur's ``SklearnExecutionTimePredictor``: contexts rounded up
+   to 64 tokens, several prefills timed as one chunk of sqrt(sum c^2) tokens after the sum of
+   their priors, x1.1 batching overheads on GQA models (``VidurLikeTime.batch``);
+   ``benchmarks/bench_cost.py`` compares every preset with it.
+
+    python benchmarks/fit_cost_models.py                 # the fits and their errors
+    python benchmarks/fit_cost_models.py --write-table   # regenerate the profile tables (~5 s)
 """
 
 from __future__ import annotations
@@ -53,6 +71,17 @@ DERIVED = VIDUR / "derived"
 DERIVED_JSON = DERIVED / "iteration_time_model_Llama-2-7b-hf_a100_tp1.json"
 LLAMA2_7B = "meta-llama/Llama-2-7b-hf"
 LLAMA2_70B = "meta-llama/Llama-2-70b-hf"
+
+
+
+def use_data(folder: Path) -> None:
+    """Read Vidur's data (the layout of its README) from ``folder`` instead of the default."""
+    global VIDUR, PROFILES, DERIVED, DERIVED_JSON
+    VIDUR = Path(folder)
+    PROFILES = VIDUR / "data" / "profiling" / "compute"
+    DERIVED = VIDUR / "derived"
+    DERIVED_JSON = DERIVED / DERIVED_JSON.name
+
 
 # The per-layer ops Vidur's predictor adds up (sklearn_execution_time_predictor.py).
 LAYER_OPS = (
@@ -78,11 +107,14 @@ SEED = 0
 # Profiles
 # ---------------------------------------------------------------------------------------------
 def load_layer_ops(gpu: str, model: str, tp: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Return (num_tokens grid, per-layer sum of the op medians in ms), duplicates averaged."""
+    """Return (num_tokens grid, per-layer sum of the op medians in ms), duplicates averaged.
+
+    An op the profile has no column for counts 0 (phi-2 has a single layer norm, no
+    ``post_attention_layernorm``; Vidur skips it for that model too)."""
     with (PROFILES / gpu / model / "mlp.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if int(r["num_tensor_parallel_workers"]) == tp]
     tokens = np.array([int(r["num_tokens"]) for r in rows])
-    total = np.array([sum(float(r[f"time_stats.{op}.median"]) for op in LAYER_OPS) for r in rows])
+    total = np.array([sum(float(r.get(f"time_stats.{op}.median") or 0.0) for op in LAYER_OPS) for r in rows])
     grid = np.unique(tokens)
     return grid, np.array([total[tokens == n].mean() for n in grid])
 
@@ -142,23 +174,59 @@ def fit_attention(path: Path) -> tuple[dict, dict]:
 # Composed iteration time and the closed-form fits
 # ---------------------------------------------------------------------------------------------
 class VidurLikeTime:
-    """Whole-iteration time (ms) = layers x (linear ops + attention), as Vidur composes it."""
+    """Whole-iteration time (ms) = layers x (linear ops + attention), as Vidur composes it.
+
+    ``layer_ms`` is the per-layer time of the non-attention ops (TP all-reduces included) on the
+    ``grid`` of token counts; ``attn`` the per-layer attention fits (``fit_attention``'s forms);
+    ``decode_scale`` / ``prefill_scale`` carry them to another GPU; ``gqa_overhead`` and
+    ``prefill_overhead`` are Vidur's batching overheads (x1.1 for a decode batch of more than one
+    sequence, resp. a batch of more than one prefill, on GQA models); ``granularity`` is Vidur's
+    ``kv_cache_prediction_granularity`` (contexts rounded up to a multiple of it; 0: not rounded).
+    """
 
     def __init__(self, grid, layer_ms, attn: dict, layers: int, decode_scale: float = 1.0,
-                 prefill_scale: float = 1.0, gqa_overhead: float = 0.0):
+                 prefill_scale: float = 1.0, gqa_overhead: float = 0.0, prefill_overhead: float = 0.0,
+                 granularity: int = 0):
         self.grid, self.layer_ms, self.layers = grid, layer_ms, layers
         self.dec, self.pre = attn["decode"], attn["prefill"]
         self.decode_scale, self.prefill_scale, self.gqa_overhead = decode_scale, prefill_scale, gqa_overhead
+        self.prefill_overhead, self.granularity = prefill_overhead, granularity
+
+    def _round_ctx(self, kv):
+        g = self.granularity
+        return np.ceil(np.floor(kv) / g) * g if g else kv
 
     def __call__(self, p: np.ndarray, d: np.ndarray, kv: np.ndarray) -> np.ndarray:
+        """Batches of one prefill chunk of ``p`` tokens (no prior context) and ``d`` decodes
+        reading ``kv`` context tokens in all (vectorised)."""
         dec, pre = self.dec, self.pre
         rounded = np.ceil((p + d) / 8.0) * 8.0  # Vidur's batch._total_num_tokens_rounded
         linear = np.interp(rounded, self.grid, self.layer_ms)
-        mean_ctx = np.where(d > 0, kv / np.maximum(d, 1), 0.0)
-        decode = np.where(d > 0, dec["a"] + dec["b"] * d + dec["c"] * kv + dec["d"] * mean_ctx, 0.0)
+        mean_ctx = self._round_ctx(np.where(d > 0, kv / np.maximum(d, 1), 0.0))
+        decode = np.where(d > 0, dec["a"] + dec["b"] * d + dec["c"] * d * mean_ctx + dec["d"] * mean_ctx, 0.0)
         decode = decode * (1.0 + self.gqa_overhead * (d > 1))
         prefill = np.where(p > 0, pre["p0"] + pre["p1"] * p + pre["p2"] * p * p, 0.0)
         return self.layers * (linear + self.decode_scale * decode + self.prefill_scale * prefill)
+
+    def batch(self, chunks: list[tuple[int, int]], contexts: list[int]) -> float:
+        """One batch, Vidur's rules exactly: prefill ``chunks`` as (chunk tokens, prior KV tokens)
+        and decodes reading ``contexts`` tokens each (``SklearnExecutionTimePredictor``: the
+        decodes' mean context, and each prefill's prior context, rounded up to the granularity;
+        several prefills timed as one chunk of sqrt(sum c^2) tokens after the sum of their priors)."""
+        dec, pre, g = self.dec, self.pre, self.granularity
+        tokens = sum(c for c, _ in chunks) + len(contexts)
+        t = float(np.interp(math.ceil(tokens / 8) * 8, self.grid, self.layer_ms))
+        if contexts:
+            b = len(contexts)
+            m = float(self._round_ctx(np.array(sum(contexts) / b)))
+            t += self.decode_scale * (dec["a"] + dec["b"] * b + dec["c"] * b * m + dec["d"] * m) * (
+                1.0 + self.gqa_overhead * (b > 1))
+        if chunks:
+            kv = sum(math.ceil(prior / g) * g if g else prior for _, prior in chunks)
+            c = round(math.sqrt(sum(c * c for c, _ in chunks)))
+            t += self.prefill_scale * (pre["p0"] + pre["p1"] * c + pre["p2"] * c * c + pre["p3"] * c * kv) * (
+                1.0 + self.prefill_overhead * (len(chunks) > 1))
+        return self.layers * t
 
     @property
     def prefill_ctx_ms(self) -> float:
@@ -246,6 +314,182 @@ def llama2_70b_a100_tp2() -> VidurLikeTime:
     return VidurLikeTime(grid, ops + comm, attn, layers=80, gqa_overhead=GQA_DECODE_OVERHEAD)
 
 
+# ---------------------------------------------------------------------------------------------
+# The profile-driven presets: every profiled model, GPU and tensor-parallel degree
+# ---------------------------------------------------------------------------------------------
+PROFILED_MODELS = {  # preset model name -> profile folder under profiling/compute/<gpu>/
+    "llama2-7b": LLAMA2_7B,
+    "llama2-70b": LLAMA2_70B,
+    "llama3-8b": "meta-llama/Meta-Llama-3-8B",
+    "llama3-70b": "meta-llama/Meta-Llama-3-70B",
+    "codellama-34b": "codellama/CodeLlama-34b-Instruct-hf",
+    "qwen-72b": "Qwen/Qwen-72B",
+    "internlm-20b": "internlm/internlm-20b",
+    "phi-2": "microsoft/phi-2",
+}
+PROFILED_GPUS = ("a100", "h100", "a40")
+TP_DEGREES = (1, 2, 4, 8)
+# Vidur's network profiles for tensor parallelism: TP2 on pairwise NVLink (Vidur's default replica
+# network device, as the llama2-70b/a100-tp2-poly fit), TP4 and TP8 on a DGX node (NVSwitch: the
+# pairwise-NVLink profile's 4-worker all-reduce crosses PCIe, 2.2 ms against 0.32 ms for 4,096
+# tokens of Llama-2-7B on A100); the A40 has no all-reduce profile.
+NETWORK = {2: "{gpu}_pairwise_nvlink", 4: "{gpu}_dgx", 8: "{gpu}_dgx"}
+KV_GRANULARITY = 64  # Vidur's kv_cache_prediction_granularity default
+TABLE = Path(__file__).resolve().parents[1] / "llmsched_env" / "sim" / "data" / "vidur_profile_costs.json"
+VIDUR_COMMIT = "7d47513363ec447a741ac5e47241580b47724fbf"
+
+
+def profile_heads(gpu: str, model: str) -> tuple[int, int, int]:
+    """(query heads, KV heads, hidden size) of the whole model, from its mlp.csv."""
+    with (PROFILES / gpu / model / "mlp.csv").open() as f:
+        row = next(csv.DictReader(f))
+    return int(row["n_head"]), int(row["n_kv_head"]), int(row["n_embd"])
+
+
+def real_attention() -> dict[str, tuple[dict, tuple[int, int], str]]:
+    """The two real attention profiles: per-layer fits, (query, KV) width per device in
+    head_dim units x head_dim, and where they come from."""
+    mha = json.loads(DERIVED_JSON.read_text())["per_layer_attention_fits_ms"]
+    gqa, _ = fit_attention(DERIVED / "legacy_attention_Llama-2-70b-hf_a100_tp2_commit-6d98aa8.csv")
+    return {
+        "mha": (mha, (32 * 128, 32 * 128), "Llama-2-7B/A100/TP1 (32 q / 32 kv heads per GPU): fits to 194 real rows"),
+        "gqa": (gqa, (32 * 128, 4 * 128), "Llama-2-70B/A100/TP2 (32 q / 4 kv heads per GPU): fit to the real legacy profile"),
+    }
+
+
+def scaled_attention(gpu: str, model: str, tp: int, ref: dict) -> tuple[dict, float, float, str]:
+    """Per-layer attention fits of ``model`` at TP ``tp`` on ``gpu``, the decode and prefill
+    GPU scales, and a provenance note.
+
+    Vidur's attention profiles exist here for two shapes only (``real_attention``); the others
+    are DERIVED from the nearer one (MHA models from Llama-2-7B, GQA models from Llama-2-70B
+    TP2): decode terms that grow with context (c, d) x the KV width per GPU (KV heads x head
+    dim: decode attention streams the KV cache), the per-sequence term b and every prefill term
+    x the query width per GPU (query heads x head dim: FLOPs), intercepts unchanged. On H100 and
+    A40 decode attention is x this model's measured memory-bound linear-op ratio to the A100
+    (<= 64 tokens) and prefill attention x the FA2 utilisation ratio (H100, see the module
+    docstring) or this model's measured compute-bound ratio (A40: Ampere like the A100, >= 1024
+    tokens).
+    """
+    q_heads, kv_heads, hidden = profile_heads(gpu, model)
+    head_dim = hidden // q_heads
+    q_width = q_heads // tp * head_dim
+    kv_width = max(kv_heads // tp, 1) * head_dim
+    kind = "gqa" if q_heads > kv_heads else "mha"
+    fits, (q_ref, kv_ref), label = ref[kind]
+    rq, rk = q_width / q_ref, kv_width / kv_ref
+    dec, pre = fits["decode"], fits["prefill"]
+    attn = {
+        "decode": {"a": dec["a"], "b": dec["b"] * rq, "c": dec["c"] * rk, "d": dec["d"] * rk},
+        "prefill": {"p0": pre["p0"], "p1": pre["p1"] * rq, "p2": pre["p2"] * rq, "p3": pre["p3"] * rq},
+    }
+    exact = rq == 1.0 and rk == 1.0 and gpu == "a100"
+    note = ("real: " if exact else "DERIVED from ") + label
+    if not rq == rk == 1.0:
+        note += f"; x{rq:.3g} query width, x{rk:.3g} KV width"
+    decode_scale = prefill_scale = 1.0
+    if gpu != "a100":
+        grid, base = load_layer_ops("a100", model, tp)
+        grid_g, ops = load_layer_ops(gpu, model, tp)
+        assert np.array_equal(grid, grid_g)
+        decode_scale = float(np.median(ops[grid <= 64] / base[grid <= 64]))
+        if gpu == "h100":
+            prefill_scale = FA2_PREFILL_RATIO_H100_A100
+        else:
+            prefill_scale = float(np.median(ops[grid >= 1024] / base[grid >= 1024]))
+        note += f"; {gpu.upper()}/A100 scale x{decode_scale:.3f} decode, x{prefill_scale:.3f} prefill"
+    return attn, decode_scale, prefill_scale, note
+
+
+def profiled_time(model_name: str, gpu: str, tp: int, ref: dict | None = None) -> tuple[VidurLikeTime, dict]:
+    """The composed (profile-based) iteration time of one preset and its provenance; raises
+    LookupError when the profiles for it are missing."""
+    from llmsched_env.sim.cost import MODEL_SPECS
+
+    model = PROFILED_MODELS[model_name]
+    if not (PROFILES / gpu / model / "mlp.csv").exists():
+        raise LookupError(f"no {gpu} profile of {model}")
+    grid, ops = load_layer_ops(gpu, model, tp)
+    if len(grid) == 0:
+        raise LookupError(f"{model} is not profiled at TP{tp} on {gpu}")
+    q_heads, kv_heads, hidden = profile_heads(gpu, model)
+    network = None
+    if tp > 1:
+        network = NETWORK[tp].format(gpu=gpu)
+        if not (VIDUR / "data" / "profiling" / "network" / network / "all_reduce.csv").exists():
+            raise LookupError(f"no all-reduce profile for TP{tp} on {gpu}")
+        ops = ops + 2 * (all_reduce_ms(network, tp, hidden, grid) + NCCL_LAUNCH_MS)
+    attn, decode_scale, prefill_scale, note = scaled_attention(gpu, model, tp, ref or real_attention())
+    overhead = GQA_DECODE_OVERHEAD if q_heads > kv_heads else 0.0
+    layers = MODEL_SPECS[model_name].num_layers
+    time_fn = VidurLikeTime(grid, ops, attn, layers, decode_scale, prefill_scale, overhead, overhead, KV_GRANULARITY)
+    linear = "non-attention ops: " + f"profiling/compute/{gpu}/{model}/mlp.csv (real, TP{tp})"
+    if network:
+        linear += f" + 2 all-reduces per layer from profiling/network/{network}/all_reduce.csv (real)"
+    return time_fn, {"linear": linear, "attention": note}
+
+
+def build_table() -> dict:
+    """The profile-driven presets' tables (written to ``TABLE`` by ``--write-table``)."""
+    from llmsched_env.sim.cost import GPU_SPECS, MODEL_SPECS, kv_capacity_blocks
+    from llmsched_env.sim.validation import ConfigError
+
+    ref = real_attention()
+    grids: dict[str, list[int]] = {}
+    presets, skipped = [], []
+    for model_name in PROFILED_MODELS:
+        for gpu in PROFILED_GPUS:
+            for tp in TP_DEGREES:
+                where = f"{model_name}/{gpu}" + (f"-tp{tp}" if tp > 1 else "")
+                try:
+                    kv_capacity_blocks(MODEL_SPECS[model_name], GPU_SPECS[gpu], tensor_parallel=tp)
+                except ConfigError:
+                    skipped.append(f"{where}: the weights leave no room for one 4,096-token request")
+                    continue
+                try:
+                    t, provenance = profiled_time(model_name, gpu, tp, ref)
+                except LookupError as err:
+                    skipped.append(f"{where}: {err}")
+                    continue
+                grid_name = f"tokens-{int(t.grid[-1])}"
+                grids[grid_name] = [int(x) for x in t.grid]
+                layers = t.layers
+                presets.append({
+                    "model": model_name,
+                    "gpu": gpu,
+                    "tensor_parallel": tp,
+                    "grid": grid_name,
+                    "linear_ms": [float(f"{layers * x:.5g}") for x in t.layer_ms],
+                    "decode_ms": [float(f"{layers * t.decode_scale * t.dec[k]:.6g}") for k in "abcd"],
+                    "prefill_ms": [float(f"{layers * t.prefill_scale * t.pre[k]:.6g}") for k in ("p0", "p1", "p2", "p3")],
+                    "decode_batching_overhead": t.gqa_overhead,
+                    "prefill_batching_overhead": t.prefill_overhead,
+                    "source": provenance,
+                })
+    return {
+        "description": (
+            "Iteration-time tables of the profile-driven presets (ProfileCostModel in cost.py), whole model, "
+            "ms. linear_ms: the non-attention ops (QKV/O projections, RoPE, MLP, norms, residual add; TP "
+            "all-reduces + 0.02 ms NCCL launch each) summed over the layers, at the token counts of the named "
+            "grid; decode_ms (a, b, c, d): attention t = a + b*B + c*B*m + d*m for B decodes of mean context m; "
+            "prefill_ms (p0, p1, p2, p3): t = p0 + p1*c + p2*c^2 + p3*c*kv for a chunk of c tokens after kv; "
+            "batching overheads as in Vidur (GQA models only). CPU overheads excluded (Vidur's default)."
+        ),
+        "source": (
+            f"Vidur profiling data, github.com/microsoft/vidur commit {VIDUR_COMMIT} (MIT, Copyright (c) "
+            "Microsoft Corporation): data/profiling/compute/<gpu>/<model>/mlp.csv and "
+            "data/profiling/network/*/all_reduce.csv; attention from two real Vidur A100 attention profiles "
+            "(see each preset's source: the others are derived). Generated by "
+            "benchmarks/fit_cost_models.py --write-table."
+        ),
+        "token_round": 8,
+        "kv_granularity": KV_GRANULARITY,
+        "grids": grids,
+        "presets": presets,
+        "not_built": skipped,
+    }
+
+
 def reference_points(time_fn: VidurLikeTime, points: dict) -> None:
     """Compare the composed time with the reference points computed by Vidur's own predictor."""
     errs = []
@@ -269,6 +513,22 @@ def one(p: float, d: float, kv: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write-table", action="store_true",
+                        help=f"write the profile-driven presets' tables to {TABLE.relative_to(TABLE.parents[3])}")
+    parser.add_argument("--vidur", type=Path, default=None, help="Vidur's data folder (default: ../shared/data/vidur)")
+    args = parser.parse_args()
+    if args.vidur is not None:
+        use_data(args.vidur)
+    if args.write_table:
+        table = build_table()
+        TABLE.write_text(json.dumps(table, separators=(",", ":")) + "\n")
+        print(f"wrote {len(table['presets'])} presets to {TABLE} ({TABLE.stat().st_size:,} bytes); not built:")
+        for line in table["not_built"]:
+            print("   " + line)
+        return
     ref = json.loads(DERIVED_JSON.read_text())
     fits = ref["whole_iteration_fits_ms"]
     decode_only = fits["decode_only"]

@@ -34,6 +34,7 @@ import yaml
 from llmsched_env.cli_args import ArgumentParser
 from llmsched_env.sim.config import yaml_load
 from llmsched_env.sim import available_hardware, available_length_presets
+from llmsched_env.sim.cost import describe_hardware
 from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
@@ -75,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--num-seeds", type=int, metavar="N", help="seeds 0..N-1")
     seeds.add_argument("--seeds", nargs="+", type=int, metavar="S", help="these seeds (--seeds 42: seed 42 alone)")
-    p.add_argument("--hardware", nargs="+", metavar="H", help="model/GPU presets")
+    p.add_argument(
+        "--hardware", nargs="*", metavar="H", help="model/GPU presets; with no value: list them (KV capacity, source) and exit"
+    )
     p.add_argument("--systems", nargs="+", metavar="S", help="engine presets: vllm, orca, sarathi, fastertransformer")
     p.add_argument("--num-requests", type=int, metavar="N", help="requests per run")
     p.add_argument("--predictor", metavar="KIND", help="length predictor: oracle, lognormal, buckets, refining")
@@ -205,6 +208,14 @@ def config_text(config: EvalConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
+OUTPUT_OPTIONS = ("name", "out", "jobs", "plots", "tensorboard", "save_requests")  # not what is evaluated
+
+
+def _grid(data: dict) -> dict:
+    """What an evaluation evaluates: its config less the output options."""
+    return {k: v for k, v in data.items() if k not in OUTPUT_OPTIONS}
+
+
 def prepare_out_dir(out: Path, config: EvalConfig | None = None, overwrite: bool = False) -> None:
     """Create the output folder, removing a previous evaluation's outputs (and nothing else).
 
@@ -221,8 +232,8 @@ def prepare_out_dir(out: Path, config: EvalConfig | None = None, overwrite: bool
             )
         earlier = out / "config.yaml"
         if config is not None and not overwrite and earlier.exists():
-            previous = "".join(line for line in earlier.read_text().splitlines(keepends=True) if not line.startswith("#"))
-            if previous != config_text(config):
+            previous = yaml.safe_load(earlier.read_text()) or {}
+            if _grid(previous) != _grid(config.to_dict()):
                 raise ConfigError(
                     f"out={str(out)!r} holds the results of a different evaluation (its config.yaml differs): "
                     "expected a new folder (--out DIR or --name NAME), or --overwrite to replace them"
@@ -368,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.list:
             print(list_choices())
+            return 0
+        if args.hardware == []:  # a bare --hardware lists the presets
+            print(describe_hardware())
             return 0
         return evaluate(config_from_args(args), overwrite=args.overwrite)
     except ConfigError as err:

@@ -17,7 +17,8 @@ from .sim import ConfigError, SimConfig, simulate
 __version__ = "0.1.0"
 
 # max_episode_steps is a safety net: episodes end when their requests have all left the system.
-# v2: scenarios (llmsched_env.scenarios); the default is chat-a100-40gb, where the order matters.
+# v2: scenarios (llmsched_env.scenarios), the default chat-a100-40gb, where the order matters; the
+# "queue" slot layout (waiting requests stay visible, decision features). v0/v1: "kv-first".
 gym.register(
     id="llmsched/Serve-v2",
     entry_point="llmsched_env.envs.serve:ServeEnv",

@@ -53,12 +53,13 @@ from typing import Any, Mapping
 
 from .sim import EngineConfig, PredictorConfig, SimConfig, WorkloadConfig
 from .sim.config import from_dict, load_yaml
-from .sim.validation import ConfigError, check_choice, check_positive, fail
+from .sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
 
 #: the scenario files (a repository folder: the project installs in place, ``pip install -e .``)
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "configs" / "scenarios"
 REWARDS = ("latency", "slo_goodput", "throughput")
 ACTION_MODES = ("rank", "admit")
+SLOT_LAYOUTS = ("queue", "kv-first")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,14 @@ class EnvOptions:
         reward_scale: divides the reward (None: the env's default scale).
         action_mode: ``rank`` (a score per slot) or ``admit`` (pick the next admission).
         preemption_control: the agent also evicts requests and picks preemption modes.
+        slot_layout: which requests the slots show and with which features. ``queue``
+            (``Serve-v2``): requests waiting for KV stay visible (``waiting_slots`` slots kept for
+            the head of the queue and the shortest predicted ones), each slot with the decision
+            features of ``llmsched_env.sim.observe.DECISION_FEATURES``, and the globals summarise
+            the requests left out. ``kv-first`` (``Serve-v0/v1``): the requests holding KV first,
+            then the oldest others, base features only.
+        waiting_slots: slots kept for requests without KV in the ``queue`` layout (None:
+            ``num_slots // 4``); ignored by ``kv-first``.
     """
 
     num_slots: int = 64
@@ -82,6 +91,8 @@ class EnvOptions:
     reward_scale: float | None = None
     action_mode: str = "rank"
     preemption_control: bool = False
+    slot_layout: str = "queue"
+    waiting_slots: int | None = None
 
     def __post_init__(self) -> None:
         check_positive("num_slots", self.num_slots, integer=True)
@@ -92,6 +103,18 @@ class EnvOptions:
         check_choice("action_mode", self.action_mode, ACTION_MODES)
         if not isinstance(self.preemption_control, bool):
             raise fail("preemption_control", self.preemption_control, "true or false")
+        check_choice("slot_layout", self.slot_layout, SLOT_LAYOUTS)
+        if self.waiting_slots is not None:
+            check_nonnegative("waiting_slots", self.waiting_slots, integer=True)
+            if self.waiting_slots > self.num_slots:
+                raise fail("waiting_slots", self.waiting_slots, f"an integer in [0, num_slots={self.num_slots}]")
+
+    @property
+    def reserved_waiting_slots(self) -> int:
+        """Slots kept for requests without KV (0 in the ``kv-first`` layout)."""
+        if self.slot_layout == "kv-first":
+            return 0
+        return self.num_slots // 4 if self.waiting_slots is None else self.waiting_slots
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,8 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["sources"] = list(self.sources)
+        if data["cluster"] is not None:
+            data["cluster"]["replicas"] = list(data["cluster"]["replicas"])
         return data
 
 

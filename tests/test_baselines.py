@@ -34,6 +34,7 @@ from llmsched_env.sim.request import RecordBuffer
 
 ONE_SECOND = LinearCostModel(intercept_ms=1000.0, prefill_token_ms=0.0, decode_ms=0.0, decode_ctx_ms=0.0, name="1s")
 LLAMA = get_hardware("llama2-7b/a100").cost
+POLY = "llama2-7b/a100-poly"  # closed-form times, for hand-computed cases
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "systems"
 RUNNING, WAITING = RequestState.RUNNING, RequestState.WAITING
 
@@ -170,7 +171,7 @@ def test_trail_ranks_by_the_refined_prediction():
 
 
 def test_mlfq_preempts_a_demoted_request_for_a_new_arrival_whatever_its_length():
-    # MLFQ prices first iterations with the default hardware: prompts of 16 and 8 tokens cost 0.86
+    # MLFQ prices first iterations with the polynomial A100 preset: prompts of 16 and 8 tokens cost 0.86
     # and 0.80 lone-decode iterations, so A and B join level 0 and reach levels 1, 2, 3 after 2, 4
     # and 8 tokens (quanta 1, 2, 4). A is at level 2 when B (12 tokens, more than A's 4 left) joins
     # level 0 and evicts it at t=4. B keeps running at level 2 (the last batch comes first within a
@@ -178,7 +179,7 @@ def test_mlfq_preempts_a_demoted_request_for_a_new_arrival_whatever_its_length()
     # 20 tokens and finishes at 16; B recomputes 16 tokens and finishes at 20.
     # decision_interval=1 takes an epoch every iteration; the wake-ups alone give the same run (below).
     rows = [(0.0, 16, 8), (3.5, 8, 12)]
-    batches, rec = run(rows, baselines.make("mlfq"), decision_interval=1, **KV_ENGINE)
+    batches, rec = run(rows, baselines.make("mlfq", hardware=POLY), decision_interval=1, **KV_ENGINE)
     assert batches == ["A"] * 4 + ["B"] * 8 + ["A"] * 4 + ["B"] * 4
     assert (finish(rec, "A"), finish(rec, "B")) == (16.0, 20.0)
     assert (rec["A"]["preemptions"], rec["B"]["preemptions"]) == (1, 1)
@@ -252,14 +253,17 @@ def test_trail_scores_and_wakeup():
     assert trail.wakeup([old, Req()], 0.0) is None
 
 
-def test_mlfq_skip_join_entry_levels_on_the_default_hardware():
+def test_mlfq_skip_join_entry_levels_on_the_polynomial_a100_preset():
     # first iteration / lone decode iteration = (6.899 + 0.06442 P + 4.587e-6 P^2) / 9.221043 ms
-    mlfq = baselines.make("mlfq")
+    mlfq = baselines.make("mlfq", hardware=POLY)
     assert mlfq.first_iteration(2340) == pytest.approx(182.75845 / 9.221043, rel=1e-6)
     assert mlfq.entry(1) == (0, 2)  # 0.755 units: 2 tokens to use up the 1-unit quantum
     assert mlfq.entry(100) == (1, 2)  # 1.45 units: level 1 (quantum 2), demoted after 2 tokens
     assert mlfq.entry(2340) == (5, 14)  # 19.8 units: level 5 (quantum 32), as FastServe's 10 ms x 2^5
-    assert baselines.make("mlfq", skip_join=False).entry(2340) == (0, 1)  # plain MLFQ: demoted after the prefill
+    assert baselines.make("mlfq", hardware=POLY, skip_join=False).entry(2340) == (0, 1)  # plain MLFQ: demoted after the prefill
+    # the default hardware (profile-driven): a lone decode takes 9.30 ms, a 1-token prefill as long
+    default = baselines.make("mlfq")
+    assert default.entry(1) == (1, 2) and default.entry(2340) == (5, 14)
 
 
 def test_mlfq_demotes_by_quantum_and_wakes_at_the_next_demotion():

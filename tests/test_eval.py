@@ -383,6 +383,12 @@ def test_list(capsys):
     assert all(name in text for name in baselines.available()) and "vllm" in text and "sharegpt" in text
 
 
+def test_bare_hardware_lists_the_presets_with_their_capacity(capsys):
+    assert main(["--hardware"]) == 0
+    text = capsys.readouterr().out
+    assert "llama3-8b/a100-40gb" in text and "10,752" in text and "KV blocks" in text
+
+
 @pytest.mark.slow
 def test_the_real_default_runs(tmp_path, monkeypatch):
     """``llmsched-eval`` with no arguments (about a minute on two cores)."""

@@ -216,7 +216,7 @@ def test_report_for_one_case(tmp_path):
 
 def test_unknown_case_is_an_error(tmp_path):
     with pytest.raises(SystemExit):
-        run.main(["--cases", "9", "--out", str(tmp_path)])
+        run.main(["--cases", "99", "--out", str(tmp_path)])
 
 
 # ------------------------------------------------------------------------------------------------

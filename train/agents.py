@@ -41,7 +41,10 @@ from llmsched_env.sim.validation import ConfigError
 from .config import ALGOS, algo_class
 
 INFO_KEY = "llmsched_info"  # model attribute (saved in the zip) describing its training env
-AGENT_OPTIONS = ("num_slots", "action_mode", "preemption_control", "reward", "decision_interval")  # how the agent acts
+AGENT_OPTIONS = (  # how the agent acts and what it sees
+    "num_slots", "action_mode", "preemption_control", "reward", "decision_interval", "slot_layout", "waiting_slots",
+)  # fmt: skip
+LEGACY_ENVS = ("llmsched/Serve-v0", "llmsched/Serve-v1")  # the kv-first slot layout
 METRICS = {  # eval/<name> -> summary key
     "e2e_mean": "e2e_mean_s",
     "e2e_p99": "e2e_p99_s",
@@ -66,20 +69,26 @@ def policy_action(policy: Policy, env: gym.Env) -> np.ndarray | int:
 # -- model metadata -------------------------------------------------------------------------------
 
 
-def agent_options(env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The env options that define how an agent acts (``AGENT_OPTIONS``), defaults filled in."""
+def agent_options(env_kwargs: dict[str, Any], env_id: str = "llmsched/Serve-v2") -> dict[str, Any]:
+    """The env options that define how an agent acts (``AGENT_OPTIONS``), defaults filled in
+    (``Serve-v0/v1`` show the ``kv-first`` slot layout, ``Serve-v2`` the ``queue`` one)."""
     import dataclasses
 
     from llmsched_env.scenarios import EnvOptions
 
-    defaults = {**dataclasses.asdict(EnvOptions()), "decision_interval": 0}
+    defaults = {**dataclasses.asdict(EnvOptions()), "decision_interval": 0, "slot_layout": default_layout(env_id)}
     return {key: env_kwargs.get(key, defaults[key]) for key in AGENT_OPTIONS}
+
+
+def default_layout(env_id: str) -> str:
+    """The slot layout an env id shows unless told otherwise."""
+    return "kv-first" if env_id.removeprefix("llmsched_env:") in LEGACY_ENVS else "queue"
 
 
 def attach_info(model: Any, algo: str, env_id: str, scenario: Any) -> None:
     """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on: the
     algorithm, the env id, the scenario (a :class:`~llmsched_env.scenarios.Scenario`, or env
-    keywords for the older envs) and how the agent acts (``AGENT_OPTIONS``)."""
+    keywords for the older envs) and how the agent acts and what it sees (``AGENT_OPTIONS``)."""
     import dataclasses
 
     from llmsched_env.scenarios import Scenario
@@ -89,7 +98,7 @@ def attach_info(model: Any, algo: str, env_id: str, scenario: Any) -> None:
         info = {"algo": algo, "env_id": env_id, "scenario": scenario.name, "scenario_config": scenario.to_dict(),
                 "agent_options": {key: options[key] for key in AGENT_OPTIONS}}  # fmt: skip
     else:
-        info = {"algo": algo, "env_id": env_id, "env_kwargs": dict(scenario), "agent_options": agent_options(scenario)}
+        info = {"algo": algo, "env_id": env_id, "env_kwargs": dict(scenario), "agent_options": agent_options(scenario, env_id)}
     setattr(model, INFO_KEY, info)
 
 
@@ -268,4 +277,5 @@ def load_policy(path: str | Path, device: str = "cpu") -> TrainedAgent:
     info = read_info(path)
     model = load_model(path, device=device)
     options = dict(info["agent_options"])
+    options.setdefault("slot_layout", default_layout(info["env_id"]))  # models saved before the option
     return TrainedAgent(name=path.name.removesuffix(".zip"), model=model, options=options, encoder=trace_encoder(model))

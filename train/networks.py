@@ -38,7 +38,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from llmsched_env.envs.serve import GLOBAL_FEATURES
+from llmsched_env.envs.serve import QUEUE_GLOBAL_FEATURES
 from llmsched_env.sim.validation import ConfigError
 
 PROGRESS_GLOBALS = ("time", "arrived", "completed")  # seen by the critic only (see above)
@@ -67,7 +67,7 @@ class SetEncoder(BaseFeaturesExtractor):
     slot tokens (K x d)]``: the first ``critic_dim = d + c`` numbers are for the critic, the last
     ``(K + 1) x d`` are the tokens for the actor's heads. ``pooled`` is the mean of the global token
     and the valid slot tokens; the tokens of empty slots are zero. ``d = embed_dim``;
-    ``critic_globals`` names the global features (of ``GLOBAL_FEATURES``) kept out of the tokens.
+    ``critic_globals`` names the global features (of the env's ``global_feature_names``) kept out of the tokens.
     """
 
     def __init__(
@@ -79,12 +79,14 @@ class SetEncoder(BaseFeaturesExtractor):
         ff_dim: int = 128,
         critic_globals: tuple[str, ...] | list[str] = PROGRESS_GLOBALS,
     ) -> None:
-        unknown = sorted(set(critic_globals) - set(GLOBAL_FEATURES))
+        # the globals of either slot layout: Serve-v2's (queue) extend Serve-v1's (kv-first)
+        names = QUEUE_GLOBAL_FEATURES[: observation_space["globals"].shape[0]]
+        unknown = sorted(set(critic_globals) - set(names))
         if unknown:
-            raise ConfigError(f"critic_globals {unknown} are unknown: expected names of {', '.join(GLOBAL_FEATURES)}")
+            raise ConfigError(f"critic_globals {unknown} are unknown: expected names of {', '.join(names)}")
         num_slots, num_features = observation_space["requests"].shape
-        actor_index = [i for i, name in enumerate(GLOBAL_FEATURES) if name not in critic_globals]
-        critic_index = [i for i, name in enumerate(GLOBAL_FEATURES) if name in critic_globals]
+        actor_index = [i for i, name in enumerate(names) if name not in critic_globals]
+        critic_index = [i for i, name in enumerate(names) if name in critic_globals]
         self.critic_dim = embed_dim + len(critic_index)
         super().__init__(observation_space, features_dim=self.critic_dim + (num_slots + 1) * embed_dim)
         self.num_slots = num_slots

@@ -216,7 +216,7 @@ def sarathi_vs_vllm(quick: bool, out: Path, workers: int) -> CaseResult:
     ax.legend(fontsize=8)
     plot = save(fig, out, "case7_tbt.png")
     details = "\n\n".join([
-        f"Setting: Llama-2-7B on one A100 (`llama2-7b/a100`, Vidur-fitted costs), `sharegpt` lengths, Poisson arrivals, "
+        f"Setting: Llama-2-7B on one A100 (`llama2-7b/a100`, costs from Vidur's profiles), `sharegpt` lengths, Poisson arrivals, "
         f"{SEATS} batch slots for both systems, KV capacity of the preset; vLLM = system `vllm` (prefill-only iterations, "
         f"8,192-token budget); Sarathi = rule `sarathi` with the chunk of each SLO. Capacity = highest rate (bisection on "
         f"[0, {high:.2f}] req/s to {TOLERANCE:.1%}) at which the P99 token gap is within the SLO and the median scheduling "
@@ -224,7 +224,7 @@ def sarathi_vs_vllm(quick: bool, out: Path, workers: int) -> CaseResult:
         table(["SLO", "P99 target s", "Sarathi chunk", "latency metric", "vLLM capacity req/s (bound)", "Sarathi capacity req/s (bound)", "ratio"], rows),
         "In brackets: the limit the first failing probe above the capacity broke (TBT: the P99 target; delay: the median "
         "scheduling delay, i.e. the engine is near its throughput limit). The metric matters: vLLM's prefill-only iterations "
-        "stall every running decode for the length of the prefill (about 180 ms for a mean 2,340-token ShareGPT prompt on "
+        "stall every running decode for the length of the prefill (about 185 ms for a mean 2,340-token ShareGPT prompt on "
         "this preset), which shows in the P99 of all token gaps but is averaged away in a request's mean gap (TPOT), so the "
         "per-request metric overstates vLLM's capacity. Where Sarathi is delay-bound, its chunked iterations stay within the "
         "target up to its throughput limit and the ratio is the ratio of a throughput to vLLM's stall-bound rate. Differences "

@@ -1,8 +1,7 @@
-"""``llmsched/Serve-v1``: one LLM inference engine as a Gymnasium environment."""
+"""``llmsched/Serve-v2`` (and v0, v1): one LLM inference engine as a Gymnasium environment."""
 
 from __future__ import annotations
 
-import heapq
 import math
 from typing import Any, Sequence
 
@@ -15,7 +14,7 @@ from ..sim import SimConfig, WorkloadConfig
 from ..sim.api import build_engine, resolve_hardware
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, summarize
-from ..sim.observe import NUM_REQUEST_FEATURES, request_features
+from ..sim.observe import DECISION_FEATURES, HIDDEN_FEATURES, REQUEST_FEATURES, hidden_summary, request_features, select_slots
 from ..sim.request import PreemptionMode, RecordBuffer, Request, RequestState
 from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
 from .render import render_ansi, render_rgb
@@ -35,6 +34,9 @@ GLOBAL_FEATURES: tuple[str, ...] = (
     "free_swap",  # free CPU swap space / swap capacity (1 without swap space)
 )
 NUM_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
+#: the globals of the ``queue`` slot layout (Serve-v2): ``GLOBAL_FEATURES``, then the summary of
+#: the requests left out of the slots (``llmsched_env.sim.observe.HIDDEN_FEATURES``)
+QUEUE_GLOBAL_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + HIDDEN_FEATURES
 COUNT_SCALE = 1000.0
 BEYOND = 1.0e6  # priority offset that puts requests outside the slots behind the visible ones
 # Serve-v1's defaults: the default simulation (ShareGPT lengths, Llama-2-7B on an 80 GB A100, load
@@ -43,7 +45,7 @@ LEGACY_V1 = Scenario(
     name="serve-v1",
     summary="Serve-v1's defaults",
     sim=SimConfig(workload=WorkloadConfig(num_requests=200)),
-    env=EnvOptions(num_slots=32, episode_requests=200),
+    env=EnvOptions(num_slots=32, episode_requests=200, slot_layout="kv-first"),
 )
 # rank mode with preemption control: the columns of each slot's action row
 RANK_COLUMNS = ("score", "evict", "prefer_recompute", "prefer_swap", "prefer_restart")
@@ -120,15 +122,28 @@ class ServeEnv(gym.Env):
     A ``Dict``:
 
     * ``"requests"``: ``Box(0, 10, (num_slots, F), float32)``, one row per visible request with the
-      features of ``llmsched_env.sim.observe.REQUEST_FEATURES`` (state one-hot, prompt length,
-      prefill progress, generated and predicted lengths, age, waiting time, KV held,
-      preemptions, what a recompute or a swap would cost), scaled to about [0, 1]. The slots show
-      the requests holding KV first (in priority order), then the oldest others; rows beyond the
-      requests present are zero.
+      columns of ``env.request_feature_names``: ``llmsched_env.sim.observe.REQUEST_FEATURES``
+      (state one-hot, prompt length, prefill progress, generated and predicted lengths, age,
+      waiting time, KV held, preemptions, what a recompute or a swap would cost), and in the
+      ``queue`` layout also ``DECISION_FEATURES`` (generated / initial prediction, the predicted
+      KV footprint at completion and the growth still to come, the request's class one-hot and
+      SLO: time left to or past its TTFT target, its TPOT target and its pace against it, neutral
+      values without a target), scaled to about [0, 1]. Occupied rows come first; rows beyond the
+      requests shown are zero. Which requests are shown (``slot_layout``,
+      ``llmsched_env.sim.observe.select_slots``): everyone when everyone fits; otherwise
+
+      - ``queue`` (Serve-v2): ``waiting_slots`` slots (default ``num_slots // 4``) are kept for
+        requests without KV, half of them the oldest (the head of the FCFS queue) and half the
+        shortest by predicted remaining output; the requests holding KV fill the others (in
+        priority order), and slots they leave free go to more requests without KV;
+      - ``kv-first`` (Serve-v0/v1): the requests holding KV first (in priority order), then the
+        oldest others. Once ``num_slots`` requests hold KV no waiting request is visible.
     * ``"mask"``: ``Box(0, 1, (num_slots,), float32)``, 1 where a slot holds a request.
-    * ``"globals"``: ``Box(0, 10, (G,), float32)``, the features of ``GLOBAL_FEATURES``: free KV,
-      queue lengths, requests beyond the slots, last iteration time, arrival-rate estimate over
-      capacity, time, episode progress, free swap space.
+    * ``"globals"``: ``Box(0, 10, (G,), float32)``, the columns of ``env.global_feature_names``:
+      ``GLOBAL_FEATURES`` (free KV, queue lengths, requests beyond the slots, last iteration time,
+      arrival-rate estimate over capacity, time, episode progress, free swap space), and in the
+      ``queue`` layout the summary of the requests not shown (``HIDDEN_FEATURES``: the oldest one's
+      age, the smallest predicted remaining output, the KV they are predicted to still need).
 
     The true output length never appears, except through the ``oracle`` predictor.
 
@@ -211,7 +226,8 @@ class ServeEnv(gym.Env):
     ``max_num_batched_tokens``, ``num_gpu_blocks``, ``preemption_mode``, ``admission_preemption``; ``workload`` (a length
     preset) or ``trace_path``; ``arrival``; ``load`` or ``rate``; ``num_requests``;
     ``predictor`` and ``predictor_sigma``; ``reward``, ``reward_scale``, ``slo_ttft_s``,
-    ``slo_tpot_s``; ``num_slots``; ``action_mode``; ``preemption_control``;
+    ``slo_tpot_s``; ``num_slots``; ``slot_layout`` and ``waiting_slots`` (the observation, above);
+    ``action_mode``; ``preemption_control``;
     ``decision_interval``; ``max_time_s``; and
     ``engine_kwargs`` / ``workload_kwargs`` / ``predictor_kwargs`` dicts for any other field of
     ``EngineConfig`` / ``WorkloadConfig`` / ``PredictorConfig``. Unknown or invalid arguments raise
@@ -222,7 +238,9 @@ class ServeEnv(gym.Env):
     * v2: built from a scenario (default ``chat-a100-40gb``: ShareGPT on a 40 GB A100, load 0.95,
       1,000-request episodes, 64 slots), where the order of service changes response times;
       keywords override the scenario and unknown ones name the closest known keyword. Requests
-      may carry an SLO class (``mixed-slo``).
+      may carry an SLO class (``mixed-slo``). The ``queue`` slot layout: waiting requests stay
+      visible, with the decision features and the summary of the requests not shown (v0/v1 keep
+      ``slot_layout="kv-first"``).
     * v1: admissions take only free KV blocks (vLLM V1 and SGLang semantics): a waiting request no
       longer evicts lower-priority holders to get in (``admission_preemption=False``); an episode
       cut by ``max_time_s`` before its last arrival is truncated, not terminated.
@@ -253,6 +271,13 @@ class ServeEnv(gym.Env):
         self.action_mode = action_mode
         self.preemption_control = preemption_control
         self.num_slots = int(num_slots)
+        self.slot_layout = env.slot_layout
+        self.waiting_slots = env.reserved_waiting_slots
+        queue = env.slot_layout == "queue"
+        self._decision = queue
+        #: the column names of ``"requests"`` and ``"globals"`` in this env's layout
+        self.request_feature_names = REQUEST_FEATURES + DECISION_FEATURES if queue else REQUEST_FEATURES
+        self.global_feature_names = QUEUE_GLOBAL_FEATURES if queue else GLOBAL_FEATURES
         self.render_mode = render_mode
         hw = resolve_hardware(self.config.engine)
         self._num_blocks = hw.num_blocks
@@ -263,9 +288,9 @@ class ServeEnv(gym.Env):
         K = self.num_slots
         self.observation_space = spaces.Dict(
             {
-                "requests": spaces.Box(0.0, 10.0, (K, NUM_REQUEST_FEATURES), np.float32),
+                "requests": spaces.Box(0.0, 10.0, (K, len(self.request_feature_names)), np.float32),
                 "mask": spaces.Box(0.0, 1.0, (K,), np.float32),
-                "globals": spaces.Box(0.0, 10.0, (NUM_GLOBAL_FEATURES,), np.float32),
+                "globals": spaces.Box(0.0, 10.0, (len(self.global_feature_names),), np.float32),
             }
         )
         if action_mode == "rank":
@@ -488,26 +513,16 @@ class ServeEnv(gym.Env):
         return mask
 
     # ------------------------------------------------------------------------------ observation
-    def _select_slots(self) -> list[Request]:
-        engine = self.engine
-        assert engine is not None
-        K = self.num_slots
-        slots = engine.holders[:K]
-        if len(slots) < K and len(engine.live) > len(slots):
-            others = [r for r in engine.live if r.blocks == 0]
-            slots = slots + heapq.nsmallest(K - len(slots), others, key=_arrival)
-        return slots
-
     def _observe(self) -> dict[str, np.ndarray]:
         engine = self.engine
         assert engine is not None
         engine.sync()
-        self.slots = [] if self._finished else self._select_slots()
-        K, F = self.num_slots, NUM_REQUEST_FEATURES
+        self.slots = [] if self._finished else select_slots(engine.live, engine.holders, self.num_slots, self.waiting_slots)
+        K, F = self.num_slots, len(self.request_feature_names)
         requests = np.zeros((K, F), dtype=np.float32)
         n = len(self.slots)
         if n:
-            features = request_features(self.slots, engine.now, engine.num_blocks, engine.block_size)
+            features = request_features(self.slots, engine.now, engine.num_blocks, engine.block_size, self._decision)
             requests[:n] = np.asarray(features, np.float64).reshape(n, F)
         mask = np.zeros(K, dtype=np.float32)
         mask[:n] = 1.0
@@ -538,6 +553,8 @@ class ServeEnv(gym.Env):
             engine.completed / n,
             engine.free_swap_blocks / swap_total if swap_total else 1.0,
         ]
+        if self._decision:
+            values += hidden_summary(engine.live, self.slots, engine.now, engine.num_blocks, engine.block_size)
         return np.minimum(np.asarray(values, dtype=np.float32), 10.0)
 
     def _track_arrivals(self, arrived: list[Request]) -> None:
@@ -596,6 +613,3 @@ def reset_sim_seed(np_random: np.random.Generator, options: dict | None) -> int:
         raise fail("reset options sim_seed", sim_seed, "an integer >= 0")
     return int(np_random.integers(0, 2**31 - 1)) if sim_seed is None else int(sim_seed)
 
-
-def _arrival(r: Request) -> float:
-    return r.arrival

@@ -13,7 +13,7 @@ from . import request as _request
 from .api import SimResult, build_engine, resolve_hardware, simulate
 from .capacity import sustainable_rate
 from .config import SimConfig, load_config
-from .cost import CostModel, LinearCostModel, StaircaseCostModel, available_hardware, get_hardware
+from .cost import CostModel, LinearCostModel, ProfileCostModel, StaircaseCostModel, available_hardware, get_hardware
 from .engine import Engine
 from .engine_config import BATCHING_RULES, EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize
@@ -57,6 +57,7 @@ __all__ = [
     "EngineConfig",
     "FCFS",
     "LinearCostModel",
+    "ProfileCostModel",
     "Policy",
     "PredictorConfig",
     "PreemptionMode",

@@ -17,7 +17,8 @@ never stalled by prefills, which only get the leftover budget. The rules differ 
 * ``sarathi`` (default; also vLLM V1): mixed batches, prefills chunked to the leftover budget.
 * ``orca``: mixed batches, a prefill runs whole or not at all in an iteration.
 * ``vllm`` (vLLM V0): if any waiting request can be admitted the iteration is prefill-only (whole
-  prompts); otherwise it is decode-only. No mixing, no chunking.
+  prompts); otherwise it is decode-only. No mixing, no chunking. With ``padded_prefill`` a prefill
+  batch of n prompts, the longest L tokens, needs n x L <= the budget (V0 pads them; Vidur too).
 * ``static`` (FasterTransformer): a batch is formed only when no request holds KV, then decodes
   until all its members are done; no admissions in between.
 
@@ -182,6 +183,7 @@ class Engine:
         self.max_tokens = config.max_num_batched_tokens
         self.rule = config.batching
         self.chunked = self.rule == "sarathi"
+        self.padded = config.padded_prefill and self.rule == "vllm"  # vLLM V0: n x longest <= budget
         self.fast_forward = config.fast_forward
 
         # -- state ---------------------------------------------------------------------------
@@ -201,6 +203,8 @@ class Engine:
         self._refresh_heap: list[tuple[int, int, int]] = []  # (iteration, id, stamp) of refreshes
         self._alloc_iteration = -1  # iteration whose blocks the steady set already holds
         self._prefills: list[tuple[Request, int, int]] = []  # this batch's (request, chunk, kv before)
+        self._longest_prefill = 0  # longest chunk of this batch (padded prefill batches)
+        self._kv_used_last = 0  # blocks held during the stretch's last iteration (before its completions free theirs)
         self.area = 0.0  # integral of the number of requests in the system over time (request-s)
         self.completed = 0
         self.arrived = 0
@@ -578,6 +582,7 @@ class Engine:
         self._admissions_open = True
         previous_prefills = self._prefills
         self._prefills = []
+        self._longest_prefill = 0
         rule = self.rule
         if rule == "sarathi" or rule == "orca":
             self._decode_pass()
@@ -707,7 +712,10 @@ class Engine:
                 remaining -= hit * B  # only the rest is prefilled
             if chunked:
                 chunk = remaining if remaining < self._budget else self._budget
-            elif remaining <= self._budget:
+            elif remaining <= self._budget and (
+                not self.padded
+                or (len(self._prefills) + 1) * max(self._longest_prefill, remaining) <= self.max_tokens
+            ):
                 chunk = remaining
             elif remaining > self.max_tokens and self._budget == self.max_tokens and not self._prefills:
                 chunk = remaining  # a recompute longer than the budget runs alone (never stranded)
@@ -744,6 +752,8 @@ class Engine:
             self._seats -= 1
             self._prefills.append((r, chunk, r.kv_tokens))
             self._budget -= chunk if chunk < self._budget else self._budget
+            if chunk > self._longest_prefill:
+                self._longest_prefill = chunk
 
     def _swap_in(self, r: Request, need: int) -> None:
         self.free_blocks -= need
@@ -895,7 +905,7 @@ class Engine:
             or self.epoch_pending
         )
         self._run_iterations(D, single)
-        kv_end = self.num_blocks - self.free_blocks
+        kv_end = self._kv_used_last  # the last iteration's use, before its completions freed their blocks
         if kv_start > self.kv_blocks_used_max:
             self.kv_blocks_used_max = kv_start
         if kv_end > self.kv_blocks_used_max:
@@ -913,12 +923,13 @@ class Engine:
         it0 = self.iteration
         ctx0 = self._steady_kv_offset + D * (it0 + 1)  # decode context: each decode reads kv + 1 tokens
         if single:
-            p_tokens = p_sq = p_ctx = 0
+            p_tokens = p_sq = p_ctx = p_prior = 0
             for _, chunk, before in self._prefills:
                 p_tokens += chunk
                 p_sq += chunk * chunk
                 p_ctx += chunk * before
-            t = self.cost.iteration_time(p_tokens, p_sq, p_ctx, D, ctx0)
+                p_prior += before
+            t = self.cost.iteration_time(p_tokens, p_sq, p_ctx, D, ctx0, p_prior)
             if not t > 0.0:
                 raise ConfigError(
                     f"cost model {getattr(self.cost, 'name', self.cost)!r} returned iteration time {t!r}: expected > 0 seconds"
@@ -984,6 +995,7 @@ class Engine:
             self.free_blocks -= used
             if self.free_blocks < 0:  # pragma: no cover - guarded by n_kv
                 raise RuntimeError("KV cache over capacity during fast-forward: engine bug")
+        self._kv_used_last = self.num_blocks - self.free_blocks
         self.now += duration
         self.iteration = it0 + n
         self.stats.iterations += n

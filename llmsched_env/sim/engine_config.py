@@ -40,6 +40,11 @@ class EngineConfig:
             it cached after they leave, evicted least recently used (vLLM's automatic prefix
             caching; see ``prefix_cache.py``). Needs requests with hash chains (workload
             ``prefix``, or a Mooncake trace); off by default.
+        padded_prefill: ``vllm`` rule only: vLLM V0's padded prefill batches, as Vidur's vLLM
+            scheduler builds them: a prefill batch of n prompts, the longest of L tokens, needs
+            n x L <= ``max_num_batched_tokens`` (V0 pads every prompt to the longest); admission
+            stops at the first prompt that would break it. False (default): prompts fill the
+            budget by their sum.
     """
 
     hardware: str = "llama2-7b/a100"
@@ -55,6 +60,7 @@ class EngineConfig:
     swap_space_gib: float = 4.0
     fast_forward: bool = True
     enable_prefix_caching: bool = False
+    padded_prefill: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.hardware, str) or not self.hardware:
@@ -75,3 +81,10 @@ class EngineConfig:
             raise ConfigError(f"fast_forward={self.fast_forward!r} is invalid: expected true or false")
         if not isinstance(self.enable_prefix_caching, bool):
             raise ConfigError(f"enable_prefix_caching={self.enable_prefix_caching!r} is invalid: expected true or false")
+        if not isinstance(self.padded_prefill, bool):
+            raise ConfigError(f"padded_prefill={self.padded_prefill!r} is invalid: expected true or false")
+        if self.padded_prefill and self.batching != "vllm":
+            raise ConfigError(
+                f"padded_prefill=True is invalid with batching={self.batching!r}: only the vllm rule pads prefill "
+                "batches; expected padded_prefill=false or batching='vllm'"
+            )

@@ -511,7 +511,9 @@ class TimeSeries:
     ) -> None:
         """The engine ran from ``t0`` to ``t1`` with ``in_system`` requests in the system,
         ``batch_size`` in each batch and ``waiting`` queued; KV use went about linearly from
-        ``kv_blocks_start`` to ``kv_blocks_end`` of ``kv_total_blocks`` blocks."""
+        ``kv_blocks_start`` (the first iteration's) to ``kv_blocks_end`` (the last iteration's,
+        taken before the requests finishing in it free their blocks, so a stretch that ends in
+        completions is not averaged down to the freed state) of ``kv_total_blocks`` blocks."""
         if not 0.0 <= t0 <= t1:
             raise ValueError(f"TimeSeries.observe: need 0 <= t0 <= t1, got t0={t0!r}, t1={t1!r}")
         dt = t1 - t0

@@ -1,13 +1,20 @@
-"""Per-request features for agents: the one place that turns a request into numbers.
+"""Per-request features for agents: the one place that turns requests into numbers.
 
-The environments show an agent up to K requests as rows of ``REQUEST_FEATURES``. Every feature
-is scaled to roughly [0, 1] (log scales for lengths and times), and none reveals the true output
-length: predictions are what the predictor says (exact only with the ``oracle`` predictor).
-Compiled with the engine (see setup.py), because it runs at every environment step.
+The environments show an agent up to K requests as rows of ``REQUEST_FEATURES`` (``Serve-v0/v1``
+and the network env), or of ``REQUEST_FEATURES + DECISION_FEATURES`` (``Serve-v2``: what the
+heuristics decide by, i.e. progress against the initial prediction, the KV footprint at
+completion, the request's class and SLO slack). Every feature is scaled to roughly [0, 1] (log
+scales for lengths and times), and none reveals the true output length: predictions are what the
+predictor says (exact only with the ``oracle`` predictor).
+
+Which requests are shown is decided here too (:func:`select_slots`), and so is the summary of the
+requests left out (:func:`hidden_summary`, ``HIDDEN_FEATURES``). Compiled with the engine (see
+setup.py), because it runs at every environment step.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 
 from .request import Request, RequestState
@@ -33,6 +40,30 @@ REQUEST_FEATURES: tuple[str, ...] = (
     "swap_fraction",  # KV blocks a swap would move / KV capacity
 )
 NUM_REQUEST_FEATURES = len(REQUEST_FEATURES)
+NUM_CLASS_COLUMNS = 4  # request classes shown one-hot (classes beyond the fourth share no column)
+#: Columns that ``Serve-v2``'s layout appends to ``REQUEST_FEATURES``, in order.
+DECISION_FEATURES: tuple[str, ...] = (
+    "initial_progress",  # generated / initial predicted length, capped at 2 (Trail preempts below 0.8)
+    "peak_kv_fraction",  # predicted KV blocks at completion (prompt + predicted output) / KV capacity
+    "kv_growth",  # predicted blocks still to allocate (peak - held) / KV capacity
+    "has_slo",  # 1 if the request has a TTFT or TPOT target
+    "class_0",  # request class one-hot (NUM_CLASS_COLUMNS columns; all 0 without a class)
+    "class_1",
+    "class_2",
+    "class_3",
+    "ttft_slack",  # before its first token: log1p(seconds left to the TTFT target) / log1p(TIME_SCALE); else / no target: 1
+    "ttft_overdue",  # before its first token: log1p(seconds past the TTFT target) / log1p(TIME_SCALE); else 0
+    "tpot_target",  # log1p(TPOT target in ms) / log1p(1000 ms) (1 without a target)
+    "tpot_ratio",  # seconds per output token so far / TPOT target, capped at 10 (0 without a target or tokens)
+)
+NUM_DECISION_FEATURES = len(DECISION_FEATURES)
+#: The summary of the live requests not shown in the slots (``Serve-v2``'s extra globals).
+HIDDEN_FEATURES: tuple[str, ...] = (
+    "hidden_oldest_age",  # log1p(seconds since the oldest hidden request arrived) / log1p(TIME_SCALE)
+    "hidden_min_remaining",  # log1p(smallest predicted remaining output among them) / log1p(LENGTH_SCALE)
+    "hidden_kv_demand",  # KV blocks they are predicted to still allocate (peak - held), summed / KV capacity (capped at 10)
+)
+NUM_HIDDEN_FEATURES = len(HIDDEN_FEATURES)
 
 LENGTH_SCALE = 16384.0  # tokens mapped to 1.0
 TIME_SCALE = 3600.0  # seconds mapped to 1.0
@@ -60,8 +91,15 @@ def _log_length(n: int) -> float:
     return math.log1p(n) / _LOG_LENGTH
 
 
-def request_features(requests: list[Request], now: float, num_blocks: int, block_size: int) -> list[float]:
-    """Row-major features of ``requests`` (len(requests) x NUM_REQUEST_FEATURES), counters synced."""
+_LOG_TPOT = math.log1p(1000.0)
+_INF = math.inf
+
+
+def request_features(
+    requests: list[Request], now: float, num_blocks: int, block_size: int, decision: bool = False
+) -> list[float]:
+    """Row-major features of ``requests`` (counters synced): ``NUM_REQUEST_FEATURES`` columns, and
+    with ``decision`` the ``NUM_DECISION_FEATURES`` columns of ``DECISION_FEATURES`` after them."""
     out: list[float] = []
     inv_blocks = 1.0 / num_blocks
     for r in requests:
@@ -93,4 +131,112 @@ def request_features(requests: list[Request], now: float, num_blocks: int, block
         out.append(_log_length(r.preemptions) * _PREEMPT_SCALE)
         out.append(_log_length(kv))
         out.append((r.swap_blocks if state == RequestState.SWAPPED else (kv + block_size - 1) // block_size) * inv_blocks)
+        if decision:
+            _decision_features(out, r, now, inv_blocks, block_size)
     return out
+
+
+def _peak_blocks(r: Request, block_size: int) -> int:
+    """Predicted KV blocks at completion: prompt + predicted output (at least one more token)."""
+    total = r.predicted_output if r.predicted_output > r.generated + 1 else float(r.generated + 1)
+    peak_tokens = r.prompt_len + int(total) - 1
+    return (peak_tokens + block_size - 1) // block_size
+
+
+def _decision_features(out: list[float], r: Request, now: float, inv_blocks: float, block_size: int) -> None:
+    initial = r.initial_prediction if r.initial_prediction > 1.0 else 1.0
+    progress = r.generated / initial
+    out.append(progress if progress < 2.0 else 2.0)
+    peak = _peak_blocks(r, block_size)
+    out.append(min(peak * inv_blocks, 10.0))
+    out.append(min(max(peak - r.blocks, 0) * inv_blocks, 10.0))
+    ttft, tpot = r.ttft_slo_s, r.tpot_slo_s
+    out.append(1.0 if ttft < _INF or tpot < _INF else 0.0)
+    c = r.slo_class
+    for k in range(NUM_CLASS_COLUMNS):
+        out.append(1.0 if c == k else 0.0)
+    started = r.first_token_time == r.first_token_time  # not NaN
+    if ttft < _INF and not started:
+        left = r.arrival + ttft - now
+        out.append(math.log1p(left) / _LOG_TIME if left > 0.0 else 0.0)
+        out.append(math.log1p(-left) / _LOG_TIME if left < 0.0 else 0.0)
+    else:
+        out.append(1.0)
+        out.append(0.0)
+    if tpot < _INF:
+        out.append(min(math.log1p(1000.0 * tpot) / _LOG_TPOT, 1.0))
+        if started and r.generated > 1:
+            ratio = (now - r.first_token_time) / ((r.generated - 1) * tpot)
+            out.append(ratio if ratio < 10.0 else 10.0)
+        else:
+            out.append(0.0)
+    else:
+        out.append(1.0)
+        out.append(0.0)
+
+
+def _arrival_key(r: Request) -> float:
+    return r.arrival
+
+
+def _remaining_key(r: Request) -> tuple[float, float]:
+    return (r.predicted_output - r.generated, r.arrival)
+
+
+def select_slots(live: list[Request], holders: list[Request], num_slots: int, waiting_slots: int) -> list[Request]:
+    """The requests shown in ``num_slots`` slots, requests holding KV first (``holders``, in the
+    engine's priority order), then requests without KV (waiting or swapped).
+
+    Everyone is shown when everyone fits. Otherwise ``waiting_slots`` slots (or as many as there
+    are requests without KV) are kept for requests without KV, the holders get the rest, and
+    slots that the holders leave free go to requests without KV too. The requests without KV
+    shown are, with ``waiting_slots == 0``, the oldest (``Serve-v0/v1``); otherwise half of them
+    (rounded up) are the oldest, the head of the FCFS queue, and the others the shortest by
+    predicted remaining output, what size-based policies admit first.
+    """
+    K = num_slots
+    n_holders = len(holders)
+    if len(live) <= K:
+        others = [r for r in live if r.blocks == 0]
+        others.sort(key=_arrival_key)
+        return holders + others
+    others = [r for r in live if r.blocks == 0]
+    w = min(waiting_slots, len(others))
+    h = min(n_holders, K - w)
+    w = min(K - h, len(others))
+    slots = holders[:h]
+    if w == 0:
+        return slots
+    if waiting_slots == 0:
+        return slots + heapq.nsmallest(w, others, key=_arrival_key)
+    n_oldest = (w + 1) // 2
+    oldest = heapq.nsmallest(n_oldest, others, key=_arrival_key)
+    chosen = {r.id for r in oldest}
+    rest = [r for r in others if r.id not in chosen]
+    return slots + oldest + heapq.nsmallest(w - n_oldest, rest, key=_remaining_key)
+
+
+def hidden_summary(live: list[Request], slots: list[Request], now: float, num_blocks: int, block_size: int) -> list[float]:
+    """``HIDDEN_FEATURES`` of the live requests not in ``slots`` (0 each when none is hidden)."""
+    if len(live) <= len(slots):
+        return [0.0, 0.0, 0.0]
+    shown = {r.id for r in slots}
+    oldest = _INF
+    shortest = _INF
+    demand = 0
+    for r in live:
+        if r.id in shown:
+            continue
+        if r.arrival < oldest:
+            oldest = r.arrival
+        left = r.predicted_output - r.generated
+        if left < shortest:
+            shortest = left
+        demand += _peak_blocks(r, block_size) - r.blocks
+    if oldest == _INF:
+        return [0.0, 0.0, 0.0]
+    return [
+        math.log1p(max(now - oldest, 0.0)) / _LOG_TIME,
+        _log_length(int(shortest)) if shortest > 0.0 else 0.0,
+        min(max(demand, 0) / num_blocks, 10.0),
+    ]
