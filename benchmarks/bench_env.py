@@ -1,15 +1,22 @@
-"""Environment speed: ``llmsched/Serve-v1`` steps per second, one core.
+"""Environment speed: ``llmsched/Serve-v1`` steps per second, one core, and the vector env.
 
 Agents: a random agent (uniform scores / uniform valid admissions) and FCFS as an agent (scores
 from arrival order / admit the oldest waiting request), in both action modes, K = 32 slots, the
 default workload (ShareGPT lengths at load 0.9), 1,000 requests per episode. The agent's own time
 is included, as in a training loop. For comparison the script also times Gymnasium's CartPole-v1.
 
+Then the vector env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``, N engines in
+one process, random actions, rank mode): Serve-v1 as above and Serve-v2's default scenario
+(chat-a100-40gb, 64 slots), in env steps per second (N per batch step).
+
     python benchmarks/bench_env.py
+    python benchmarks/bench_env.py --vector-only --num-envs 16 --seconds 20
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,6 +71,21 @@ def steps_per_second(mode: str, agent: str, episodes: int = 2, slots: int = 32) 
     return steps / elapsed, steps
 
 
+def vector_steps_per_second(env_id: str, num_envs: int, seconds: float, **kwargs) -> float:
+    """Env steps per second of the vector env with random scores (after one warm-up episode)."""
+    venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", num_requests=1000, **kwargs)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (64, *venv.action_space.shape)).astype(np.float32)
+    venv.reset(seed=0)
+    for i in range(200):  # warm up (the first resets measure the engine's capacity)
+        venv.step(actions[i % 64])
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        venv.step(actions[steps % 64])
+        steps += 1
+    return steps * num_envs / (time.perf_counter() - start)
+
+
 def cartpole() -> float:
     env = gym.make("CartPole-v1")
     env.reset(seed=0)
@@ -77,8 +99,19 @@ def cartpole() -> float:
 
 
 def main() -> None:
-    print(f"machine: {describe()}; "
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-envs", type=int, default=8, help="engines in the vector env (default 8)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time per vector-env figure")
+    parser.add_argument("--vector-only", action="store_true", help="only the vector env figures")
+    args = parser.parse_args()
+    print(f"machine: {describe()}; load average {os.getloadavg()[0]:.1f}; "
           f"simulator compiled: {llmsched_env.sim.COMPILED}")
+    print(f"vector env, {args.num_envs} engines, random scores:")
+    for env_id, kwargs in (("llmsched/Serve-v1", {"num_slots": 32}), ("llmsched/Serve-v2", {})):
+        rate = vector_steps_per_second(env_id, args.num_envs, args.seconds, **kwargs)
+        print(f"  {env_id} {kwargs or '(chat-a100-40gb, 64 slots)'}: {rate:,.0f} env steps/s")
+    if args.vector_only:
+        return
     print(f"{'action mode':<12}{'agent':<8}{'steps':>8}{'steps/s':>10}")
     for mode in ("rank", "admit"):
         for agent in ("random", "fcfs"):

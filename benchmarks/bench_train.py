@@ -13,8 +13,9 @@
    the agent's ratios to each baseline and the checks of the issue's targets: mean e2e at most 0.9x
    Trail's with throughput within 2 % of it, and p99 e2e no worse than FCFS's.
 
-    python benchmarks/bench_train.py                   # throughput: 16,384 steps, CPU, default vec env
-    python benchmarks/bench_train.py --steps 65536 --device cuda --vec-env dummy --threads 2
+    python benchmarks/bench_train.py                   # throughput: 16,384 steps, CPU, default vec env (vector)
+    python benchmarks/bench_train.py --small           # the same with a smaller set encoder (32 wide, 1 block)
+    python benchmarks/bench_train.py --steps 65536 --device cuda --vec-env subproc --threads 2
     python benchmarks/bench_train.py --agent models/serve_rank_ppo.zip --seeds 100 \
         --workloads sharegpt azure-code mooncake-conversation
 """
@@ -22,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -33,10 +35,11 @@ import torch
 if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from benchmarks.machine import cpu_model  # noqa: E402
-from train.config import TrainConfig, algo_class, policy_class, resolve_device
+from train.cli import _reward_wrapper, make_env
+from train.config import VEC_ENVS, TrainConfig, algo_class, policy_class, resolve_device
+from train.vec_env import vec_env_class
 
 BASELINES = ("fcfs", "sjf", "trail", "srpt")
 METRICS = (("e2e_mean_s", "e2e mean"), ("e2e_p99_s", "e2e p99"), ("ttft_mean_s", "TTFT mean"), ("output_tokens_per_s", "tokens/s"))
@@ -82,7 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=16_384, help="PPO env steps to time")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--vec-env", choices=("subproc", "dummy"), help="default: the config's")
+    parser.add_argument("--vec-env", choices=VEC_ENVS, help="default: the config's (vector)")
+    parser.add_argument("--scenario", help="the scenario to train on (default: the config's)")
+    parser.add_argument("--small", action="store_true", help="a smaller set encoder: embed_dim 32, 1 attention block")
     parser.add_argument("--n-envs", type=int, help="default: the config's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as llmsched-train on CPU)")
     parser.add_argument("--agent", help="a trained model: print its figures against the baselines instead")
@@ -94,17 +99,21 @@ def main() -> None:
         agent_figures(args.agent, [20_000 + i for i in range(args.seeds)], args.workloads)
         return
     config = TrainConfig()
+    if args.scenario:
+        config = TrainConfig.from_dict({"scenario": args.scenario})
     n_envs = args.n_envs or config.n_envs
     vec_env = args.vec_env or config.vec_env
     device = resolve_device(args.device)
+    kwargs = config.algo_kwargs()
+    if args.small:  # the smaller network: one attention block of width 32
+        extractor = dict(kwargs["policy_kwargs"].get("features_extractor_kwargs", {}))
+        extractor.update(embed_dim=32, num_layers=1, ff_dim=64)
+        kwargs["policy_kwargs"] = {**kwargs["policy_kwargs"], "features_extractor_kwargs": extractor}
     venv = make_vec_env(
-        config.env_id,
-        n_envs=n_envs,
-        seed=0,
-        vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv,
-        env_kwargs=config.env_kwargs,
-    )
-    model = algo_class(config.algo)(policy_class(config.algo), venv, seed=0, device=device, **config.algo_kwargs())
+        functools.partial(make_env, config), n_envs=n_envs, seed=0, vec_env_cls=vec_env_class(vec_env),
+        wrapper_class=_reward_wrapper(config),
+    )  # fmt: skip
+    model = algo_class(config.algo)(policy_class(config.algo), venv, seed=0, device=device, **kwargs)
     model.learn(model.n_steps * n_envs)  # warm up: subprocesses, capacity measurement, allocations
     start = time.perf_counter()
     model.learn(args.steps, reset_num_timesteps=False)
@@ -120,11 +129,13 @@ def main() -> None:
     venv.close()
 
     cpu = cpu_model()
-    kwargs = config.algo_kwargs()
-    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}")
+    extractor = kwargs["policy_kwargs"].get("features_extractor_kwargs", {})
+    print(f"machine: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), device {device}")  # fmt: skip
     print(
-        f"config: {config.algo}, env {config.env} {config.env_kwargs}, {n_envs} {vec_env} envs, "
-        f"n_steps {kwargs['n_steps']}, batch {kwargs['batch_size']}, {kwargs['n_epochs']} epochs"
+        f"config: {config.algo}, env {config.env} scenario {config.scenario.name}, reward vs {config.reward_reference}, "
+        f"{n_envs} {vec_env} envs, n_steps {kwargs['n_steps']}, batch {kwargs['batch_size']}, {kwargs['n_epochs']} epochs, "
+        f"set encoder {extractor}"
     )
     print(f"training (rollouts + updates): {train_rate:,.0f} env steps/s over {args.steps:,} steps")
     print(f"envs alone, random actions:    {env_rate:,.0f} env steps/s")

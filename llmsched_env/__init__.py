@@ -22,11 +22,17 @@ __version__ = "0.1.0"
 gym.register(
     id="llmsched/Serve-v2",
     entry_point="llmsched_env.envs.serve:ServeEnv",
+    vector_entry_point="llmsched_env.envs.vector:ServeVectorEnv",
     max_episode_steps=100_000,
     kwargs={"scenario": "chat-a100-40gb"},
 )
 # v1: the simulator's defaults (80 GB A100, 200-request episodes, 32 slots)
-gym.register(id="llmsched/Serve-v1", entry_point="llmsched_env.envs.serve:ServeEnv", max_episode_steps=100_000)
+gym.register(
+    id="llmsched/Serve-v1",
+    entry_point="llmsched_env.envs.serve:ServeEnv",
+    vector_entry_point="llmsched_env.envs.vector:ServeVectorEnv",
+    max_episode_steps=100_000,
+)
 # v0's dynamics: a waiting request of higher priority evicts KV holders to get in (vLLM V0)
 gym.register(
     id="llmsched/Serve-v0",

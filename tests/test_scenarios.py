@@ -76,7 +76,7 @@ def test_gym_make_takes_a_scenario_and_flat_overrides():
     default = gym.make("llmsched/Serve-v2").unwrapped
     assert default.scenario_name == "chat-a100-40gb" and default.config.engine.hardware == "llama2-7b/a100-40gb"
     v1 = gym.make("llmsched/Serve-v1").unwrapped
-    assert v1.num_slots == 32 and v1.config.workload.num_requests == 200 and v1.config.engine.hardware == "llama2-7b/a100"
+    assert v1.num_slots == 32 and v1.config.workload.num_requests == 200 and v1.config.engine.hardware == "llama2-7b/a100-poly"
     with pytest.raises(ConfigError, match="did you mean 'load'"):
         gym.make("llmsched/Serve-v2", laod=0.9)
 

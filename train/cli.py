@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyperparams", "-params", nargs="+", metavar="KEY:VALUE", default=[], help="algorithm arguments")
     p.add_argument("-n", "--n-timesteps", type=int, help="PPO env steps")
     p.add_argument("--n-envs", type=int, help="parallel envs")
-    p.add_argument("--vec-env", choices=VEC_ENVS, help="subproc (default) or dummy (one process)")
+    p.add_argument("--vec-env", choices=VEC_ENVS, help="vector (default: one process, batched), subproc or dummy")
     p.add_argument("--seed", type=int, help="seed of numpy, torch, python and the envs")
     p.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--eval-freq", type=int, help="env steps between evaluations (0: only at the start)")
@@ -197,11 +197,11 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     from .agents import attach_info, load_model
     from .callbacks import ServeEvalCallback
     from .config import algo_class, policy_class
+    from .vec_env import vec_env_class
 
     out = run_directory(config, args)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,7 +228,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
     }
     (out / "run.yaml").write_text(yaml.safe_dump(run_info, sort_keys=False))
 
-    vec_cls = SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv
+    vec_cls = vec_env_class(config.vec_env)
     venv = make_vec_env(
         functools.partial(make_env, config), n_envs=config.n_envs, seed=config.seed, vec_env_cls=vec_cls,
         wrapper_class=_reward_wrapper(config),

@@ -12,7 +12,7 @@ value and what is allowed. Layout::
     algo: ppo                         # ppo (rank mode) or ppo_mask (MaskablePPO, admit mode)
     n_timesteps: 300000               # PPO env steps (after the optional behaviour cloning)
     n_envs: 8                         # parallel envs
-    vec_env: subproc                  # subproc (SubprocVecEnv) or dummy (DummyVecEnv, one process)
+    vec_env: vector                   # vector (train.vec_env.ServeVecEnv, one process, batched), subproc or dummy
     seed: 0                           # seeds numpy, torch, python and the envs
     device: auto                      # auto (CUDA when present), cpu, cuda, cuda:N
     hyperparams: {learning_rate: 3.0e-5, n_steps: 256, ..., policy_kwargs: {...}}
@@ -54,7 +54,7 @@ ALGOS: dict[str, tuple[str, str, str]] = {
     "ppo": ("stable_baselines3", "PPO", "rank"),
     "ppo_mask": ("sb3_contrib", "MaskablePPO", "admit"),
 }
-VEC_ENVS = ("subproc", "dummy")
+VEC_ENVS = ("vector", "subproc", "dummy")  # train.vec_env.vec_env_class
 SET_BY_CONFIG = ("policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
 SCHEDULED = ("learning_rate", "clip_range")  # may be "lin_<value>"
 
@@ -193,7 +193,7 @@ class TrainConfig:
     algo: str = "ppo"
     n_timesteps: int = 300_000
     n_envs: int = 8
-    vec_env: str = "subproc"
+    vec_env: str = "vector"
     seed: int = 0
     device: str = "auto"
     hyperparams: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_HYPERPARAMS))

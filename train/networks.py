@@ -2,7 +2,7 @@
 
 The observation is a *set* of up to K requests (``"requests"`` rows, ``"mask"`` marking the real
 ones) plus global features (``"globals"``). The slot order carries no meaning beyond what the
-features say, so the networks treat the slots as a set (DESIGN.md §5):
+features say, so the networks treat the slots as a set:
 
 * :class:`SetEncoder` embeds each slot with the same MLP, embeds the global features as one extra
   token that is always present, and runs pre-norm multi-head self-attention blocks over the
@@ -100,7 +100,17 @@ class SetEncoder(BaseFeaturesExtractor):
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         valid = observations["mask"] > 0.5  # (B, K)
-        slots = self.slot_mlp(observations["requests"])  # (B, K, d)
+        requests = observations["requests"]
+        num_slots = valid.shape[1]
+        if not torch.jit.is_tracing():
+            # the envs put the occupied slots first, and most are empty most of the time: drop the
+            # trailing columns that no observation of the batch occupies and pad the tokens back
+            # with the zeros empty slots get anyway; the same result, far less work
+            columns = torch.nonzero(valid.any(dim=0))
+            used = int(columns[-1]) + 1 if len(columns) else 1
+            if used < num_slots:
+                valid, requests = valid[:, :used], requests[:, :used]
+        slots = self.slot_mlp(requests)  # (B, K', d)
         globals_ = observations["globals"]
         glob = self.global_mlp(globals_[:, self.actor_index]).unsqueeze(1)  # (B, 1, d)
         tokens = torch.cat([glob, slots], dim=1)
@@ -110,6 +120,8 @@ class SetEncoder(BaseFeaturesExtractor):
         weights = present.to(tokens.dtype).unsqueeze(-1)
         tokens = self.norm(tokens) * weights  # zero the empty slots: heads see nothing there
         pooled = tokens.sum(dim=1) / weights.sum(dim=1)
+        if tokens.shape[1] < num_slots + 1:
+            tokens = nn.functional.pad(tokens, (0, 0, 0, num_slots + 1 - tokens.shape[1]))
         return torch.cat([pooled, globals_[:, self.critic_index], tokens.flatten(1)], dim=1)
 
 

@@ -73,10 +73,15 @@ class ReferenceReward(gym.Wrapper):
 
     def step(self, action):
         observation, _, terminated, truncated, info = self.env.step(action)
+        return observation, self.reward_from_engine(terminated or truncated), terminated, truncated, info
+
+    def reward_from_engine(self, episode_over: bool) -> float:
+        """The reward of the step just taken, from the engine's state (the vector env's fast path
+        calls this instead of :meth:`step`)."""
         engine: Any = self.env.unwrapped.engine
         reference = self._curve(engine.now) - self._curve(self._time)
-        if terminated or truncated:
+        if episode_over:
             reference += self._curve.total - self._curve(engine.now)  # what the reference still spends
         reward = self._scale * (reference - (engine.area - self._area))
         self._time, self._area = engine.now, engine.area
-        return observation, float(reward), terminated, truncated, info
+        return float(reward)

@@ -10,41 +10,36 @@ import numpy as np
 from gymnasium import spaces
 
 from ..scenarios import EnvOptions, Scenario, resolve
-from ..sim import SimConfig, WorkloadConfig
+from ..sim import EngineConfig, SimConfig, WorkloadConfig
 from ..sim.api import build_engine, resolve_hardware
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, summarize
-from ..sim.observe import DECISION_FEATURES, HIDDEN_FEATURES, REQUEST_FEATURES, hidden_summary, request_features, select_slots
+from ..sim.observe import (
+    COUNT_SCALE,  # noqa: F401  (re-exported: the network env reads it here)
+    DECISION_FEATURES,
+    GLOBAL_FEATURES,
+    HIDDEN_FEATURES,
+    NUM_GLOBAL_FEATURES,  # noqa: F401  (re-exported)
+    REQUEST_FEATURES,
+    global_features_into,
+    request_features_into,
+    select_slots,
+)
 from ..sim.request import PreemptionMode, RecordBuffer, Request, RequestState
 from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
 from .render import render_ansi, render_rgb
 
-GLOBAL_FEATURES: tuple[str, ...] = (
-    "free_kv",  # free KV blocks / capacity
-    "waiting",  # log1p(requests waiting for admission) / log1p(COUNT_SCALE)
-    "running",  # log1p(requests in the last batch still in the system) / log1p(COUNT_SCALE)
-    "paused",  # log1p(other requests holding KV) / log1p(COUNT_SCALE)
-    "swapped",  # log1p(requests swapped to CPU) / log1p(COUNT_SCALE)
-    "beyond_slots",  # log1p(requests not shown in the slots) / log1p(COUNT_SCALE)
-    "iteration_time",  # log1p(last iteration in ms) / log1p(1000)
-    "arrival_rate",  # recent arrival rate / the engine's sustainable rate (about the load)
-    "time",  # log1p(simulated seconds) / log1p(86400)
-    "arrived",  # requests arrived / requests in the episode
-    "completed",  # requests finished / requests in the episode
-    "free_swap",  # free CPU swap space / swap capacity (1 without swap space)
-)
-NUM_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
 #: the globals of the ``queue`` slot layout (Serve-v2): ``GLOBAL_FEATURES``, then the summary of
 #: the requests left out of the slots (``llmsched_env.sim.observe.HIDDEN_FEATURES``)
 QUEUE_GLOBAL_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + HIDDEN_FEATURES
-COUNT_SCALE = 1000.0
 BEYOND = 1.0e6  # priority offset that puts requests outside the slots behind the visible ones
 # Serve-v1's defaults: the default simulation (ShareGPT lengths, Llama-2-7B on an 80 GB A100, load
 # 0.9) in 200-request episodes with 32 slots. Serve-v2 starts from a scenario instead.
 LEGACY_V1 = Scenario(
     name="serve-v1",
     summary="Serve-v1's defaults",
-    sim=SimConfig(workload=WorkloadConfig(num_requests=200)),
+    # the polynomial cost model v1 was built on (the profile-driven one is v2's)
+    sim=SimConfig(engine=EngineConfig(hardware="llama2-7b/a100-poly"), workload=WorkloadConfig(num_requests=200)),
     env=EnvOptions(num_slots=32, episode_requests=200, slot_layout="kv-first"),
 )
 # rank mode with preemption control: the columns of each slot's action row
@@ -240,7 +235,8 @@ class ServeEnv(gym.Env):
       keywords override the scenario and unknown ones name the closest known keyword. Requests
       may carry an SLO class (``mixed-slo``). The ``queue`` slot layout: waiting requests stay
       visible, with the decision features and the summary of the requests not shown (v0/v1 keep
-      ``slot_layout="kv-first"``).
+      ``slot_layout="kv-first"``). Iteration times from the profile-driven cost models (v1 keeps the
+      ``llama2-7b/a100-poly`` polynomial it was built on).
     * v1: admissions take only free KV blocks (vLLM V1 and SGLang semantics): a waiting request no
       longer evicts lower-priority holders to get in (``admission_preemption=False``); an episode
       cut by ``max_time_s`` before its last arrival is truncated, not terminated.
@@ -352,21 +348,38 @@ class ServeEnv(gym.Env):
             raise gym.error.ResetNeeded("call reset() before step()")
         if self._finished:
             raise gym.error.ResetNeeded("the episode is over: call reset()")
+        reward, invalid = self._act(action)
+        observation = self._observe()  # before the info: the action mask refers to the new slots
+        info = self._info()
+        info["invalid_action"] = invalid
+        return observation, reward, self._finished and not self._truncated, self._truncated, info
+
+    def _act(self, action, checked: bool = False) -> tuple[float, bool]:
+        """Apply ``action`` to the requests in the slots and run on to the next epoch if it says so;
+        returns the reward and whether the action was invalid (replaced, admit mode). ``checked``:
+        a rank-mode action already known to be valid (the vector env checks a batch at once)."""
+        engine = self.engine
+        assert engine is not None
         invalid = False
         if self.action_mode == "rank":
-            action = self._check_scores(action)
-            n = len(self.slots)
-            ids = [r.id for r in self.slots]
-            scores = action[:, 0] if self.preemption_control else action
-            self.policy.scores = dict(zip(ids, (-scores[:n]).tolist()))
-            if self.preemption_control:
-                modes = np.argmax(action[:n, 2:], axis=1).tolist()
-                self.policy.modes = dict(zip(ids, modes))
-                for i in np.flatnonzero(action[:n, 1] > 0.0).tolist():
-                    r = self.slots[i]
-                    if r.state in (RequestState.RUNNING, RequestState.PAUSED):
-                        self.engine.evict(r, modes[i])
-            self.engine.rescore(())  # take the new scores at the next step
+            if not checked:
+                action = self._check_scores(action)
+            slots = self.slots
+            n = len(slots)
+            if n:
+                ids = [r.id for r in slots]
+                scores = action[:, 0] if self.preemption_control else action
+                self.policy.scores = dict(zip(ids, (-scores[:n]).tolist()))
+                if self.preemption_control:
+                    modes = np.argmax(action[:n, 2:], axis=1).tolist()
+                    self.policy.modes = dict(zip(ids, modes))
+                    for i in np.flatnonzero(action[:n, 1] > 0.0).tolist():
+                        r = slots[i]
+                        if r.state in (RequestState.RUNNING, RequestState.PAUSED):
+                            engine.evict(r, modes[i])
+            else:
+                self.policy.scores = {}
+            engine.rescore(())  # take the new scores at the next step
             reward = self._advance()
         else:
             choice, invalid = self._check_choice(action)
@@ -378,12 +391,9 @@ class ServeEnv(gym.Env):
                 reward = self._advance()
             else:  # preempt slot i with mode m (no simulated time passes)
                 i, mode = divmod(choice - K - 1, 3)
-                self.engine.evict(self.slots[i], mode)
+                engine.evict(self.slots[i], mode)
                 reward = 0.0
-        observation = self._observe()  # before the info: the action mask refers to the new slots
-        info = self._info()
-        info["invalid_action"] = invalid
-        return observation, reward, self._finished and not self._truncated, self._truncated, info
+        return reward, invalid
 
     def _on_record(self, r: Request) -> None:
         self.records.append(r)
@@ -514,48 +524,15 @@ class ServeEnv(gym.Env):
 
     # ------------------------------------------------------------------------------ observation
     def _observe(self) -> dict[str, np.ndarray]:
-        engine = self.engine
-        assert engine is not None
-        engine.sync()
-        self.slots = [] if self._finished else select_slots(engine.live, engine.holders, self.num_slots, self.waiting_slots)
-        K, F = self.num_slots, len(self.request_feature_names)
-        requests = np.zeros((K, F), dtype=np.float32)
-        n = len(self.slots)
-        if n:
-            features = request_features(self.slots, engine.now, engine.num_blocks, engine.block_size, self._decision)
-            requests[:n] = np.asarray(features, np.float64).reshape(n, F)
-        mask = np.zeros(K, dtype=np.float32)
-        mask[:n] = 1.0
-        return {"requests": requests, "mask": mask, "globals": self._globals()}
+        space = self.observation_space
+        batch = {key: np.zeros((1,) + space[key].shape, np.float32) for key in ("requests", "mask", "globals")}
+        write_observations([self], batch["requests"], batch["mask"], batch["globals"])
+        return {key: value[0] for key, value in batch.items()}
 
-    def _globals(self) -> np.ndarray:
-        engine = self.engine
-        assert engine is not None
-        running = engine.batch_size
-        holders = len(engine.holders)
-        waiting = len(engine.live) - holders - engine.n_swapped
-        log_count = math.log1p(COUNT_SCALE)
-        n = self.config.workload.num_requests
+    def _arrival_rate(self) -> float:
+        """The smoothed recent arrival rate over the engine's sustainable rate (about the load)."""
         rate = 1.0 / self._rate_gap if self._rate_gap > 0 else 0.0
-        capacity = self.capacity or self.rate or 1.0
-        swap_total = engine.swap_capacity_blocks
-        values = [
-            engine.free_blocks / engine.num_blocks,
-            math.log1p(waiting) / log_count,
-            math.log1p(running) / log_count,
-            math.log1p(max(holders - running, 0)) / log_count,
-            math.log1p(engine.n_swapped) / log_count,
-            math.log1p(max(len(engine.live) - len(self.slots), 0)) / log_count,
-            math.log1p(1000.0 * engine.last_iteration_time) / math.log1p(1000.0),
-            rate / capacity,
-            math.log1p(engine.now) / math.log1p(86400.0),
-            engine.arrived / n,
-            engine.completed / n,
-            engine.free_swap_blocks / swap_total if swap_total else 1.0,
-        ]
-        if self._decision:
-            values += hidden_summary(engine.live, self.slots, engine.now, engine.num_blocks, engine.block_size)
-        return np.minimum(np.asarray(values, dtype=np.float32), 10.0)
+        return rate / (self.capacity or self.rate or 1.0)
 
     def _track_arrivals(self, arrived: list[Request]) -> None:
         for r in arrived:
@@ -599,6 +576,32 @@ class ServeEnv(gym.Env):
         if self.render_mode == "ansi":
             return render_ansi(self.engine, self.slots)
         return render_rgb(self._history, self.engine)
+
+
+def write_observations(envs: Sequence[ServeEnv], requests: np.ndarray, mask: np.ndarray, globals_: np.ndarray) -> None:
+    """Choose each env's slots (``env.slots``) and write its observation into row i of the arrays
+    (``requests`` ``(N, K, F)``, ``mask`` ``(N, K)``, ``globals_`` ``(N, G)``): the one path from the
+    engines to observations, for one env and for the vector env. The features come from the compiled
+    ``llmsched_env.sim.observe`` as one list for all the envs, turned into numpy at once."""
+    features: list[float] = []
+    values: list[float] = []
+    counts: list[int] = []
+    for env in envs:
+        engine = env.engine
+        assert engine is not None
+        engine.sync()
+        slots = [] if env._finished else select_slots(engine.live, engine.holders, env.num_slots, env.waiting_slots)
+        env.slots = slots
+        request_features_into(features, slots, engine.now, engine.num_blocks, engine.block_size, env._decision)
+        global_features_into(values, engine, slots, env._arrival_rate(), env.config.workload.num_requests, env._decision)
+        counts.append(len(slots))
+    K, F = requests.shape[1], requests.shape[2]
+    occupied = np.arange(K) < np.asarray(counts)[:, None]
+    mask[...] = occupied
+    requests.fill(0.0)
+    if features:
+        requests[occupied] = np.asarray(features, np.float64).reshape(-1, F)
+    np.minimum(np.asarray(values, np.float32).reshape(globals_.shape), 10.0, out=globals_)
 
 
 def reset_sim_seed(np_random: np.random.Generator, options: dict | None) -> int:

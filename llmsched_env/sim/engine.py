@@ -3,7 +3,7 @@
 Time is continuous (seconds). The engine runs *iterations*, one forward pass over a batch. Each
 iteration's batch is built from the live requests in the policy's priority order under three
 limits: ``max_num_seqs`` (batch slots), ``max_num_batched_tokens`` (token budget: a decode costs
-one token, a prefill chunk its length) and the KV cache (DESIGN.md §3).
+one token, a prefill chunk its length) and the KV cache.
 
 Batch building (one place: :meth:`Engine._build`)
 ------------------------------------------------

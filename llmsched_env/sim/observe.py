@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 
+from .engine import Engine
 from .request import Request, RequestState
 
 #: Names of the per-request features, in column order.
@@ -64,6 +65,26 @@ HIDDEN_FEATURES: tuple[str, ...] = (
     "hidden_kv_demand",  # KV blocks they are predicted to still allocate (peak - held), summed / KV capacity (capped at 10)
 )
 NUM_HIDDEN_FEATURES = len(HIDDEN_FEATURES)
+#: Names of the global features (the engine's state), in order; ``Serve-v2`` appends ``HIDDEN_FEATURES``.
+GLOBAL_FEATURES: tuple[str, ...] = (
+    "free_kv",  # free KV blocks / capacity
+    "waiting",  # log1p(requests waiting for admission) / log1p(COUNT_SCALE)
+    "running",  # log1p(requests in the last batch still in the system) / log1p(COUNT_SCALE)
+    "paused",  # log1p(other requests holding KV) / log1p(COUNT_SCALE)
+    "swapped",  # log1p(requests swapped to CPU) / log1p(COUNT_SCALE)
+    "beyond_slots",  # log1p(requests not shown in the slots) / log1p(COUNT_SCALE)
+    "iteration_time",  # log1p(last iteration in ms) / log1p(1000)
+    "arrival_rate",  # recent arrival rate / the engine's sustainable rate (about the load)
+    "time",  # log1p(simulated seconds) / log1p(86400)
+    "arrived",  # requests arrived / requests in the episode
+    "completed",  # requests finished / requests in the episode
+    "free_swap",  # free CPU swap space / swap capacity (1 without swap space)
+)
+NUM_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
+COUNT_SCALE = 1000.0
+_LOG_COUNT = math.log1p(COUNT_SCALE)
+_LOG_MS = math.log1p(1000.0)
+_LOG_DAY = math.log1p(86400.0)
 
 LENGTH_SCALE = 16384.0  # tokens mapped to 1.0
 TIME_SCALE = 3600.0  # seconds mapped to 1.0
@@ -101,6 +122,14 @@ def request_features(
     """Row-major features of ``requests`` (counters synced): ``NUM_REQUEST_FEATURES`` columns, and
     with ``decision`` the ``NUM_DECISION_FEATURES`` columns of ``DECISION_FEATURES`` after them."""
     out: list[float] = []
+    request_features_into(out, requests, now, num_blocks, block_size, decision)
+    return out
+
+
+def request_features_into(
+    out: list[float], requests: list[Request], now: float, num_blocks: int, block_size: int, decision: bool
+) -> None:
+    """:func:`request_features`, appended to ``out`` (one list for a batch of envs)."""
     inv_blocks = 1.0 / num_blocks
     for r in requests:
         state = int(r.state)
@@ -133,7 +162,6 @@ def request_features(
         out.append((r.swap_blocks if state == RequestState.SWAPPED else (kv + block_size - 1) // block_size) * inv_blocks)
         if decision:
             _decision_features(out, r, now, inv_blocks, block_size)
-    return out
 
 
 def _peak_blocks(r: Request, block_size: int) -> int:
@@ -214,6 +242,33 @@ def select_slots(live: list[Request], holders: list[Request], num_slots: int, wa
     chosen = {r.id for r in oldest}
     rest = [r for r in others if r.id not in chosen]
     return slots + oldest + heapq.nsmallest(w - n_oldest, rest, key=_remaining_key)
+
+
+def global_features_into(
+    out: list[float], engine: Engine, slots: list[Request], arrival_rate: float, num_requests: int, hidden: bool
+) -> None:
+    """Append the ``GLOBAL_FEATURES`` of ``engine`` (counters synced) with ``slots`` shown, and with
+    ``hidden`` the ``HIDDEN_FEATURES`` of the requests left out. ``arrival_rate`` is the recent
+    arrival rate over the engine's sustainable rate. Values are not capped here (the envs cap at 10)."""
+    live = engine.live
+    holders = len(engine.holders)
+    running = engine.batch_size
+    waiting = len(live) - holders - engine.n_swapped
+    swap_total = engine.swap_capacity_blocks
+    out.append(engine.free_blocks / engine.num_blocks)
+    out.append(math.log1p(waiting) / _LOG_COUNT)
+    out.append(math.log1p(running) / _LOG_COUNT)
+    out.append(math.log1p(max(holders - running, 0)) / _LOG_COUNT)
+    out.append(math.log1p(engine.n_swapped) / _LOG_COUNT)
+    out.append(math.log1p(max(len(live) - len(slots), 0)) / _LOG_COUNT)
+    out.append(math.log1p(1000.0 * engine.last_iteration_time) / _LOG_MS)
+    out.append(arrival_rate)
+    out.append(math.log1p(engine.now) / _LOG_DAY)
+    out.append(engine.arrived / num_requests)
+    out.append(engine.completed / num_requests)
+    out.append(engine.free_swap_blocks / swap_total if swap_total else 1.0)
+    if hidden:
+        out.extend(hidden_summary(live, slots, engine.now, engine.num_blocks, engine.block_size))
 
 
 def hidden_summary(live: list[Request], slots: list[Request], now: float, num_blocks: int, block_size: int) -> list[float]:

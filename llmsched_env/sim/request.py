@@ -1,6 +1,6 @@
 """Requests: the arrays a workload produces and the engine's per-request state machine.
 
-State machine (DESIGN.md §3)::
+State machine::
 
     WAITING --admit--> RUNNING <--> PAUSED --finish--> FINISHED
        ^                 |  |
@@ -47,7 +47,7 @@ class RequestState(enum.IntEnum):
 
 
 class PreemptionMode(enum.IntEnum):
-    """How a preempted request gives up its KV (DESIGN.md §3)."""
+    """How a preempted request gives up its KV."""
 
     RECOMPUTE = 0  # free the KV; prefill prompt + generated tokens again (vLLM's default)
     SWAP = 1  # move the KV to CPU swap space over PCIe; swap back in later

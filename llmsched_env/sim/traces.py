@@ -1,6 +1,6 @@
 """Readers for real LLM-serving request traces (plain or gzipped files).
 
-Formats (DESIGN.md §3 "Workloads"; sources and statistics in ../shared/data/traces/README.md):
+Formats (each preset's JSON names the trace it was fitted to, with its origin and licence):
 
 * ``azure``: Azure LLM inference trace 2023 (Splitwise, ISCA'24), a CSV with columns
   ``TIMESTAMP`` (wall clock ``YYYY-MM-DD HH:MM:SS.fffffff``; a UTC offset such as ``+00:00``, as

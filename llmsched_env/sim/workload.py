@@ -2,7 +2,7 @@
 
 A :class:`WorkloadConfig` describes *what* arrives; :func:`generate` streams it as
 :class:`~llmsched_env.sim.request.RequestBatch` chunks for a given mean arrival rate and seed
-(DESIGN.md §3 "Workloads"; the engine turns ``load`` into ``rate`` with :func:`mean_lengths`
+(the engine turns ``load`` into ``rate`` with :func:`mean_lengths`
 or :func:`sample_lengths`).
 
 Arrival processes (``arrival``), all with long-run mean rate ``rate`` requests/s:
@@ -37,7 +37,7 @@ Length distributions (``lengths``); every length is an int64 >= 1, clipped (not 
 * a preset name (below): an empirical joint distribution fitted to a real trace.
 
 Presets (``available_length_presets()``; JSON files in ``sim/data/lengths/`` written by
-``benchmarks/fit_length_presets.py`` from ``../shared/data/traces``, see its README for origins):
+``benchmarks/fit_length_presets.py`` from the public traces; each JSON names its source):
 
 * ``sharegpt`` (default): ShareGPT conversations, Llama-2 tokenizer, totals <= 8,192 tokens
   (Sarathi-Serve's ``sharegpt_8k_filtered``). Mean prompt 2,340 / output 439 tokens.
