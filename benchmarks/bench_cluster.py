@@ -32,13 +32,13 @@ from llmsched_env.sim.cluster import Cluster, ClusterConfig  # noqa: E402
 MOONCAKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces" / "mooncake_fast25_conversation_trace.jsonl.gz"
 
 
-def scenarios(num_requests: int) -> dict[str, ClusterConfig]:
-    """The registry's cluster scenarios, and the Mooncake replay when the trace is present."""
+def scenarios(num_requests: int, trace: Path = MOONCAKE) -> dict[str, ClusterConfig]:
+    """The registry's cluster scenarios, and the Mooncake replay when ``trace`` is present."""
     out = {name: llmsched_scenarios.cluster_config(name, num_requests=num_requests) for name in llmsched_scenarios.cluster_names()}
-    if MOONCAKE.exists():
+    if trace.exists():
         base = out["cluster-chat-multiturn"]
         out["mooncake-4x"] = base.replace(
-            workload=WorkloadConfig(lengths="trace", arrival="trace", trace_path=str(MOONCAKE), prefix="trace",
+            workload=WorkloadConfig(lengths="trace", arrival="trace", trace_path=str(trace), prefix="trace",
                                     max_prompt_len=16384, num_requests=num_requests),
             load=0.7,
         )
@@ -56,10 +56,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, 600 requests")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--trace", type=Path, default=MOONCAKE, help="the Mooncake conversation trace (JSONL, gzipped)")
     args = parser.parse_args()
     seeds = range(2 if args.quick else 5)
     n = 600 if args.quick else 2000
-    configs = scenarios(n)
+    configs = scenarios(n, args.trace)
     jobs = [(name, config, router, seed) for name, config in configs.items() for router in available_routers() for seed in seeds]
     print(f"machine: {describe()}; {len(seeds)} seeds x {n} requests per scenario")
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ never sees. The agent acts on observations only (per replica: queue, batch, free
 time, cached share of the arriving prompt; the request's lengths); its evaluation is
 deterministic (the most likely action).
 
-    python benchmarks/train_router.py                       # 60k steps, about 5 min on 2 cores
+    python benchmarks/train_router.py                       # 80k steps, about 3 min on 2 cores
     python benchmarks/train_router.py --steps 5000 --eval-seeds 2   # smoke run
 """
 
@@ -46,11 +46,13 @@ def agent_episode(model, config, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=60_000)
+    parser.add_argument("--steps", type=int, default=80_000)
     parser.add_argument("--train-requests", type=int, default=300)
     parser.add_argument("--eval-requests", type=int, default=1000)
     parser.add_argument("--eval-seeds", type=int, default=5)
     parser.add_argument("--scenario", default="cluster-chat-multiturn")
+    parser.add_argument("--gamma", type=float, default=0.95)
+    parser.add_argument("--ent-coef", type=float, default=0.01)
     parser.add_argument("--save", default=None, help="write the trained model here (.zip)")
     args = parser.parse_args()
 
@@ -61,7 +63,8 @@ def main() -> None:
     train_config = scenarios(args.train_requests)[args.scenario]
     eval_config = scenarios(args.eval_requests)[args.scenario]
     env = ClusterEnv.from_config(train_config)
-    model = MaskablePPO("MultiInputPolicy", env, n_steps=1024, batch_size=256, learning_rate=3e-4, gamma=0.99, seed=0, verbose=0)
+    model = MaskablePPO("MultiInputPolicy", env, n_steps=1024, batch_size=256, learning_rate=3e-4, gamma=args.gamma,
+                        ent_coef=args.ent_coef, seed=0, verbose=0)
     print(f"machine: {describe()}; scenario {args.scenario}; {args.steps} training steps")
     t0 = time.perf_counter()
     model.learn(total_timesteps=args.steps)
