@@ -19,7 +19,8 @@ arrival order (None: no guard). With the guard the scores change with time, so t
 dynamic.
 
 Predictions: the run's predictor (``Request.predicted_output``; refined ones when the predictor
-refines). Memory in tokens: the cache's blocks times the block size, less the admission watermark.
+refines). Memory in tokens against the cache's blocks times the block size, less the admission
+watermark, with one block of slack per request for its partly filled last block.
 """
 
 from __future__ import annotations
@@ -88,4 +89,6 @@ class MCSF(Baseline):
         tokens.append(float(request.prefill_target))
         remaining.append(max(math.ceil(request.predicted_output - request.generated), 1))
         capacity = (engine.num_blocks - engine.watermark_blocks) * engine.block_size
-        return not engine.holders or peak_memory(tokens, remaining) <= capacity
+        # each request's last block is partly empty: count a block of slack per request (blocks, not tokens)
+        slack = len(tokens) * (engine.block_size - 1)
+        return not engine.holders or peak_memory(tokens, remaining) + slack <= capacity

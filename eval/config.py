@@ -243,10 +243,11 @@ class EvalConfig:
         from llmsched_env import scenarios
 
         if self.scenarios:
+            overrides = self.scenario_overrides()
             out = []
             for name in self.scenarios:
                 scenario = scenarios.get(name)
-                sim = scenarios.sim_config(scenario, **({"num_requests": self.num_requests} if self.num_requests else {}))
+                sim = scenarios.sim_config(scenario, **overrides)
                 out.append(GridScenario(name, sim.engine.hardware, None, sim))
             return out
         out = []
@@ -260,6 +261,31 @@ class EvalConfig:
                         sim, _ = system_config(system, sim)  # the system's engine; the grid's policies schedule
                     out.append(GridScenario(workload.label, hardware, system, sim))
         return out
+
+    def scenario_overrides(self) -> dict[str, Any]:
+        """What a scenario grid takes from ``sim`` and the flags: every engine and predictor field,
+        SLO target and time limit set away from the built-in default applies to every scenario; the
+        workload is the scenario's (only its length, ``num_requests``, may change)."""
+        overrides: dict[str, Any] = {"num_requests": self.num_requests} if self.num_requests else {}
+        for group, key in (("engine", "engine_kwargs"), ("predictor", "predictor_kwargs")):
+            mine, default = dataclasses.asdict(getattr(self.sim, group)), dataclasses.asdict(getattr(DEFAULT_SIM, group))
+            changed = {k: v for k, v in mine.items() if v != default[k]}
+            if changed:
+                overrides[key] = changed
+        for name in ("slo_ttft_s", "slo_tpot_s", "max_time_s", "decision_interval"):
+            if getattr(self.sim, name) != getattr(DEFAULT_SIM, name):
+                overrides[name] = getattr(self.sim, name)
+        workload = {k: v for k, v in dataclasses.asdict(self.sim.workload).items() if k != "num_requests"}
+        default_workload = {k: v for k, v in dataclasses.asdict(DEFAULT_SIM.workload).items() if k != "num_requests"}
+        if workload != default_workload:
+            changed = sorted(k for k in workload if workload[k] != default_workload[k])
+            raise ConfigError(
+                f"sim.workload.{changed[0]}={workload[changed[0]]!r} is invalid with scenarios: a scenario brings its "
+                "own workload; expected workloads: [...] (a grid of workloads) or a scenario YAML of your own"
+            )
+        if self.sim.workload.num_requests != DEFAULT_SIM.workload.num_requests and not self.num_requests:
+            overrides["num_requests"] = self.sim.workload.num_requests
+        return overrides
 
     def grid_xs(self, setting: GridScenario) -> tuple[float, ...]:
         """The loads (or rates) a setting runs at: the grid's, else the scenario's own load."""

@@ -257,6 +257,8 @@ def resolve(scenario: str | Scenario, where: str = "scenario", **overrides: Any)
     env_fields.update({k: overrides[k] for k in ENV_KEYS if k in overrides})
     if "num_requests" in overrides:
         env_fields["episode_requests"] = overrides["num_requests"]
+    elif isinstance(overrides.get("workload_kwargs"), Mapping) and "num_requests" in overrides["workload_kwargs"]:
+        env_fields["episode_requests"] = overrides["workload_kwargs"]["num_requests"]  # the episode length too
     env = from_dict(EnvOptions, env_fields, where)
     workload["num_requests"] = env.episode_requests
     sim_changes: dict[str, Any] = {k: overrides[k] for k in SIM_KEYS if k in overrides}

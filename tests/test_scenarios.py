@@ -285,3 +285,38 @@ def test_the_one_run_cli_reports_seconds_and_takes_a_policy_and_a_scenario(capsy
     assert "policy sjf" in out and " s, p50 " in out and " ms" not in out
     assert main(["--policy", "nope"]) == 2
     assert "baseline='nope'" in capsys.readouterr().err
+
+
+def test_a_class_without_a_target_is_not_held_to_the_runs_target():
+    from llmsched_env.sim.metrics import SLO, request_metrics, slo_met
+
+    records = {
+        "id": np.array([0, 1]), "arrival": np.array([0.0, 0.0]), "prompt_len": np.array([5, 5]), "output_len": np.array([1, 1]),
+        "generated": np.array([1, 1]), "state": np.array([4, 4]), "first_scheduled": np.array([0.0, 0.0]),
+        "first_token_time": np.array([5.0, 5.0]), "finish_time": np.array([5.0, 5.0]), "preemptions": np.zeros(2, int),
+        "recompute_preemptions": np.zeros(2, int), "swap_preemptions": np.zeros(2, int), "restart_preemptions": np.zeros(2, int),
+        "recomputed_tokens": np.zeros(2, int), "swapped_blocks": np.zeros(2, int), "predicted_len": np.ones(2),
+        "slo_class": np.array([0, -1]), "ttft_slo_s": np.array([math.inf, math.inf]), "tpot_slo_s": np.array([math.inf, math.inf]),
+    }  # fmt: skip
+    # request 0 is of a class with no TTFT target (met); request 1 has no class: the run's 1 s target (missed)
+    assert slo_met(request_metrics(records), SLO(ttft_s=1.0)).tolist() == [True, False]
+
+
+def test_workload_kwargs_num_requests_is_the_episode_length_and_eval_flags_reach_scenarios():
+    config, env = scenarios.resolve("chat-a100-40gb", workload_kwargs={"num_requests": 50})
+    assert config.workload.num_requests == 50 and env.episode_requests == 50
+    from eval.config import EvalConfig
+
+    grid = EvalConfig.from_dict({"sim": {"predictor": {"kind": "oracle"}, "slo_ttft_s": 0.5}, "scenarios": ["chat-a100-40gb"]})
+    (setting,) = grid.settings()
+    assert setting.sim.predictor.kind == "oracle" and setting.sim.slo_ttft_s == 0.5
+    with pytest.raises(ConfigError, match="sim.workload.arrival='gamma' is invalid with scenarios"):
+        EvalConfig.from_dict({"sim": {"workload": {"arrival": "gamma"}}}).settings()
+
+
+def test_an_older_training_config_keeps_its_env_defaults():
+    from train.config import TrainConfig
+
+    config = TrainConfig.from_dict({"env": "llmsched/Serve-v1", "env_kwargs": {"num_requests": 100}})
+    assert config.scenario.name == "serve-v1" and config.scenario.env.slot_layout == "kv-first"
+    assert config.scenario.sim.engine.hardware == "llama2-7b/a100-poly" and config.scenario.env.num_slots == 32

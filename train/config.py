@@ -92,6 +92,16 @@ class TrainScenario:
         check_positive("scenarios.weight", self.weight)
 
 
+def _legacy_scenario(env_id: str) -> Scenario:
+    """The defaults of ``llmsched/Serve-v1`` (and v0, with admission preemption) as a scenario."""
+    from llmsched_env.envs.serve import LEGACY_V1
+
+    if env_id.removeprefix("llmsched_env:") == "llmsched/Serve-v0":
+        engine = dataclasses.replace(LEGACY_V1.sim.engine, admission_preemption=True)
+        return dataclasses.replace(LEGACY_V1, name="serve-v0", sim=LEGACY_V1.sim.replace(engine=engine))
+    return LEGACY_V1
+
+
 def read_scenario(value: Any, overrides: Mapping[str, Any], where: str) -> Scenario:
     """A scenario from its name, file path, mapping or object, with ``overrides`` (gym.make
     keywords) applied by :func:`llmsched_env.scenarios.resolve`."""
@@ -323,7 +333,9 @@ class TrainConfig:
             raise ConfigError(f"{where}: give scenario (one) or scenarios (a weighted mixture), not both")
         entries = [{"scenario": kwargs.pop("scenario")}] if "scenario" in kwargs else kwargs.pop("scenarios", None)
         if entries is None:
-            entries = [{"scenario": "chat-a100-40gb"}]
+            # no scenario: Serve-v2's default, or an older env's own defaults (configs of earlier runs)
+            legacy = str(kwargs.get("env", cls.env)).removeprefix("llmsched_env:") in ("llmsched/Serve-v1", "llmsched/Serve-v0")
+            entries = [{"scenario": _legacy_scenario(str(kwargs["env"])) if legacy else "chat-a100-40gb"}]
         if not isinstance(entries, (list, tuple)) or not entries:
             raise fail("scenarios", entries, "a non-empty list of {scenario: NAME, weight: W}")
         mix = []

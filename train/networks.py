@@ -292,6 +292,11 @@ class SetRankPolicy(_SetPolicyMixin, ActorCriticPolicy):
         log_prob = (per_entry * self._occupied(obs, per_entry.shape[1])).sum(dim=1)
         return actions.reshape((-1, *self.action_space.shape)), values, log_prob
 
+    def _predict(self, observation: Any, deterministic: bool = False) -> torch.Tensor:
+        """What ``model.predict`` returns: the actions of :meth:`forward` (the Plackett-Luce squash
+        included; SB3's default would read a Gaussian around the raw scores)."""
+        return self.forward(observation, deterministic)[0]
+
     def evaluate_actions(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         latent_pi, latent_vf = self._latents(obs)
         values = self.value_net(latent_vf)

@@ -40,9 +40,12 @@ class ScenarioMixture(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
-            for i, env in enumerate(self.envs):  # each env's own generator follows from the seed
-                env.reset(seed=seed + 1 + i)
+            # independent streams for the scenario picker and each env (seeds s, s+1 of vector-env
+            # ranks must not share an env's stream)
+            picker, *children = np.random.SeedSequence(seed).spawn(len(self.envs) + 1)
+            self._rng = np.random.default_rng(picker)
+            for env, child in zip(self.envs, children):
+                env.reset(seed=int(child.generate_state(1)[0]))
         self.current = int(self._rng.choice(len(self.envs), p=self.probabilities))
         self.env = self.envs[self.current]
         observation, info = self.env.reset(options=options)

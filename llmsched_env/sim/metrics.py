@@ -157,15 +157,16 @@ def request_metrics(records: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def slo_met(metrics: dict[str, np.ndarray], slo: SLO | None) -> np.ndarray:
     """Which finished requests (rows of :func:`request_metrics`) meet their SLO targets.
 
-    A request's own targets (``ttft_slo_s``, ``tpot_slo_s``; those of its class) apply where they
-    are finite; otherwise ``slo``'s.
+    A request of a class is held to its class's targets (``ttft_slo_s``, ``tpot_slo_s``; inf: not
+    checked); a request without a class to its own finite targets, else ``slo``'s.
     """
     ttft_target = metrics["ttft_slo_s"]
     tpot_target = metrics["tpot_slo_s"]
+    unclassed = metrics["slo_class"] < 0  # a class's unset target is not checked; requests without one use slo's
     if slo is not None and slo.ttft_s is not None:
-        ttft_target = np.where(np.isfinite(ttft_target), ttft_target, slo.ttft_s)
+        ttft_target = np.where(unclassed & ~np.isfinite(ttft_target), slo.ttft_s, ttft_target)
     if slo is not None and slo.tpot_s is not None:
-        tpot_target = np.where(np.isfinite(tpot_target), tpot_target, slo.tpot_s)
+        tpot_target = np.where(unclassed & ~np.isfinite(tpot_target), slo.tpot_s, tpot_target)
     ok = metrics["ttft"] <= ttft_target
     ok &= (metrics["output_len"] <= 1) | (metrics["tpot"] <= tpot_target)
     return ok
