@@ -263,4 +263,5 @@ def test_mooncake_case_is_pending_without_the_trace(tmp_path):
     ("6", {"partial", "pass"}), ("7", {"partial", "pass"}), ("8", {"partial", "pass"}), ("9", {"pass"}), ("10", {"pending"}),
 ])
 def test_case_verdicts(key, allowed, tmp_path):
-    assert CASES[key](True, tmp_path, 2).verdict in allowed
+    quick = key != "9"  # the routing case's quick run is too short for its exact comparison (the report runs it full)
+    assert CASES[key](quick, tmp_path, 2).verdict in allowed
