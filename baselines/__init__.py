@@ -73,16 +73,22 @@ def parse(spec: str) -> Baseline:
     Values are read as int, then float, then ``true``/``false``, else kept as strings, e.g.
     ``"trail:C=0.5"``, ``"mlfq:levels=4,base_quantum=16"``.
     """
+    name, params = parse_spec(spec, "baseline")
+    return make(name, **params)
+
+
+def parse_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
+    """``"name:key=value,..."`` as ``(name, params)`` (``what`` names the kind in errors)."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"baseline spec {spec!r} is invalid: expected 'name' or 'name:key=value,...'")
+        raise ConfigError(f"{what} spec {spec!r} is invalid: expected 'name' or 'name:key=value,...'")
     name, _, rest = spec.partition(":")
     params: dict[str, Any] = {}
     for item in rest.split(",") if rest.strip() else []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip() or not value.strip():
-            raise ConfigError(f"baseline spec {spec!r}: {item!r} is invalid: expected key=value")
+            raise ConfigError(f"{what} spec {spec!r}: {item!r} is invalid: expected key=value")
         params[key.strip()] = _value(value.strip())
-    return make(name.strip(), **params)
+    return name.strip(), params
 
 
 def _value(text: str) -> Any:

@@ -48,7 +48,8 @@ def main() -> None:
     from llmsched_env import scenarios
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", nargs="+", default=scenarios.names())
+    single = [n for n in scenarios.names() if n not in scenarios.cluster_names()]  # cluster ones: bench_cluster.py
+    parser.add_argument("--scenarios", nargs="+", default=single)
     parser.add_argument("--loads", nargs="+", type=float, default=[0.9, 0.95])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--policies", nargs="+", default=baselines.available())

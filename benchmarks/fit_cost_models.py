@@ -1,6 +1,6 @@
 """Fit the iteration-time presets of ``llmsched_env/sim/cost.py`` from Vidur's profiling data.
 
-Reads ``../shared/data/vidur`` (Vidur's MIT-licensed profiling tables, see its README; ``--vidur``
+Reads Vidur's MIT-licensed profiling tables (a copy of its ``data/`` folder; ``--vidur``
 names another folder) and prints the fitted coefficients and their errors. The numbers printed
 here are hard-coded in cost.py, and ``--write-table`` writes the profile tables the package ships;
 nothing in the package reads Vidur's files. Run from the repository root:
@@ -36,7 +36,7 @@ operator times (``ExecutionTime.model_time``); we compose the same sum and fit c
    f * sum(c_i * prior_i) is layers x p3 (x the prefill ratio on H100).
 
 The A100 run validates the method: it reproduces Vidur's own predictor at the derived JSON's
-reference points and the DESIGN.md fits (see the printed errors). The fits above are the ``-poly``
+reference points and the published -poly fits (see the printed errors). The fits above are the ``-poly``
 presets.
 
 4. The profile-driven presets (``--write-table``: ``llmsched_env/sim/data/vidur_profile_costs.json``,

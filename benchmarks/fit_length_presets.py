@@ -1,6 +1,6 @@
 """Fit the length presets shipped in llmsched_env/sim/data/lengths/ from the real traces.
 
-Reads ../shared/data/traces (see its README for origins and licences), writes one JSON per preset
+Reads the public traces named in each preset's source (a folder given by --data), writes one JSON per preset
 (a sparse 2-D histogram of (prompt, output) counts on <= 40 x 40 integer, log-spaced bins, a
 finer <= 160-bin histogram per axis, the source, and the trace's own length and arrival statistics), then samples each preset with the simulator's
 sampler and prints trace vs sampled mean / median / p90 / p99 and Spearman correlation.

@@ -13,7 +13,7 @@ YAML layout (every key optional; unknown keys are errors)::
     name: default                 # names the output folder eval_out/<name>
     policies: [all-baselines, bundled-agents, "trail:C=0.5", models/my_agent.zip]
     reference: fcfs               # ratios are taken against this policy
-    workloads: [sharegpt, ../shared/data/traces/azure_llm_2023_conv.csv.gz,
+    workloads: [sharegpt, traces/AzureLLMInferenceTrace_conv.csv,
                 {name: short, lengths: lognormal, prompt_mean: 20, output_mean: 270}]
     loads: [0.5, 0.8, 0.95]       # or rates: [1.0, 1.5] (requests/s); not both
     seeds: 3                      # 3 means seeds 0, 1, 2; or a list [0, 7, 9]

@@ -33,6 +33,8 @@ class PolicyEntry:
     label: str  # its name in reports, files and TensorBoard runs
     spec: str  # the baseline spec or the model path
     kind: str  # "baseline" or "model"
+    # a bundled agent of a scenario grid runs on the scenario it was trained on only (None: everywhere)
+    home: str | None = None
 
 
 def _baselines():
@@ -108,7 +110,7 @@ def expand(specs: tuple[str, ...]) -> list[PolicyEntry]:
         if spec == ALL_BASELINES:
             found = [PolicyEntry(parse_baseline(n).name, n, "baseline") for n in available_baselines()]
         elif spec == BUNDLED_AGENTS:
-            found = [PolicyEntry(p.name[: -len(".zip")], str(p), "model") for p in sorted(MODELS_DIR.glob("*.zip"))]
+            found = [PolicyEntry(p.name[: -len(".zip")], str(p), "model", home_scenario(p)) for p in sorted(MODELS_DIR.glob("*.zip"))]
             for entry in found:
                 load_model(entry.spec)
         elif is_model_path(spec):
@@ -126,6 +128,12 @@ def expand(specs: tuple[str, ...]) -> list[PolicyEntry]:
                     "rename one model file"
                 )
     return entries
+
+
+def home_scenario(path: Path) -> str:
+    """The scenario a shipped agent was trained on (``default`` for agents of the older envs)."""
+    agents = importlib.import_module("train.agents")
+    return str(agents.read_info(path).get("scenario", "default"))
 
 
 def find_reference(reference: str, entries: list[PolicyEntry]) -> str:

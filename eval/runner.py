@@ -76,6 +76,8 @@ def build_grid(config: EvalConfig, policies: list[PolicyEntry]) -> list[Run]:
             for seed in config.seeds:
                 sim = with_x(setting.sim, config.axis, x, seed)
                 for policy in policies:
+                    if config.scenarios and policy.home is not None and policy.home != setting.label:
+                        continue  # a bundled agent is evaluated on the scenario it was trained on
                     runs.append(Run(len(runs), policy, setting.label, setting.hardware, setting.system, config.axis, x, seed, sim))
     return runs
 

@@ -50,4 +50,6 @@ gym.register(
     kwargs={"admission_preemption": True},
 )
 
+gym.register(id="llmsched/Cluster-v0", entry_point="llmsched_env.envs.cluster:ClusterEnv", max_episode_steps=1_000_000)
+
 __all__ = ["ConfigError", "SimConfig", "__version__", "scenarios", "sim", "simulate"]

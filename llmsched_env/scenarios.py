@@ -25,6 +25,13 @@ YAML layout (every key but ``name`` optional; unknown keys are errors)::
 
 A path to such a file works wherever a name does.
 
+Cluster scenarios (``cluster:`` section, ``llmsched/Cluster-v0``): ``cluster: {replicas: [{...},
+...]}`` lists one ``EngineConfig`` mapping per replica; ``sim`` then gives the workload, the
+predictor and the load (a fraction of the replicas' summed sustainable rates), and ``sim.engine``
+is only what single-engine entry points run. :func:`cluster_config` builds the
+:class:`~llmsched_env.sim.cluster.ClusterConfig`; ``gym.make("llmsched/Cluster-v0",
+scenario=name)`` serves it. They are not on the leaderboard (its entry points run one engine).
+
 Overrides. :func:`resolve` applies keyword overrides to a scenario: the flat keywords of
 ``gym.make("llmsched/Serve-v*", ...)`` (``hardware``, ``batching``, ``max_num_seqs``,
 ``max_num_batched_tokens``, ``num_gpu_blocks``, ``preemption_mode``, ``admission_preemption``,
@@ -111,6 +118,21 @@ class EnvOptions:
 
 
 @dataclass(frozen=True)
+class ClusterOptions:
+    """The replicas of a cluster scenario (see ``llmsched_env.sim.cluster``).
+
+    Attributes:
+        replicas: one engine per replica (hardware, limits, prefix caching...).
+    """
+
+    replicas: tuple[EngineConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.replicas, tuple) or not self.replicas or not all(isinstance(e, EngineConfig) for e in self.replicas):
+            raise fail("replicas", self.replicas, "a non-empty list of engine settings, one per replica")
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A named setting: the simulation, the agent's options and where every figure comes from."""
 
@@ -121,6 +143,7 @@ class Scenario:
     leaderboard: bool = False
     sim: SimConfig = field(default_factory=SimConfig)
     env: EnvOptions = field(default_factory=EnvOptions)
+    cluster: ClusterOptions | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -133,6 +156,8 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["sources"] = list(self.sources)
+        if data["cluster"] is not None:
+            data["cluster"]["replicas"] = list(data["cluster"]["replicas"])
         return data
 
 
@@ -261,3 +286,32 @@ def sim_config(name: str | Scenario, **overrides: Any) -> SimConfig:
     length = overrides.pop("num_requests", base.sim.workload.num_requests)
     config, _ = resolve(base, where=f"scenario {base.name!r}", num_requests=length, **overrides)
     return config
+
+
+def cluster_names() -> list[str]:
+    """The cluster scenarios (those with a ``cluster`` section), sorted."""
+    return [name for name in names() if get(name).cluster is not None]
+
+
+def cluster_config(name: str | Scenario, *, num_requests: int | None = None, **overrides: Any):
+    """The :class:`~llmsched_env.sim.cluster.ClusterConfig` of a cluster scenario: its replicas,
+    and its workload, predictor and load with ``overrides`` applied as in :func:`sim_config`
+    (``num_requests``: the run's length; default the scenario's evaluation length)."""
+    from .sim.cluster import ClusterConfig
+
+    base = name if isinstance(name, Scenario) else get(name)
+    if base.cluster is None:
+        raise fail("scenario", base.name, "a cluster scenario (" + ", ".join(cluster_names()) + ")")
+    length = base.sim.workload.num_requests if num_requests is None else num_requests
+    sim = sim_config(base, num_requests=length, **overrides)
+    return ClusterConfig(
+        replicas=base.cluster.replicas,
+        workload=sim.workload,
+        predictor=sim.predictor,
+        load=sim.load,
+        rate=sim.rate,
+        max_time_s=sim.max_time_s,
+        slo_ttft_s=sim.slo_ttft_s,
+        slo_tpot_s=sim.slo_tpot_s,
+        seed=sim.seed,
+    )

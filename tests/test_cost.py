@@ -402,7 +402,7 @@ def test_presets_match_the_fitting_script(name, builder):
 
 
 def test_method_reproduces_the_design_a100_fits():
-    """The fitting method applied to A100 data agrees with DESIGN.md's fits to within ~1 %."""
+    """The fitting method applied to A100 data agrees with the -poly presets' fits to within ~1 %."""
     fit = _fit_module()
     result = fit.Fit(fit.llama2_7b_a100())
     cost = get_hardware("llama2-7b/a100-poly").cost

@@ -398,8 +398,11 @@ def test_the_real_default_runs(tmp_path, monkeypatch):
     from eval.policies import MODELS_DIR
     from llmsched_env import scenarios
 
-    policies = len(baselines.available()) + len(list(MODELS_DIR.glob("*.zip")))
-    assert len(records) == policies * len(scenarios.leaderboard()) * 5
+    from eval.policies import home_scenario
+
+    board = scenarios.leaderboard()
+    agents = sum(home_scenario(p) in board for p in MODELS_DIR.glob("*.zip"))  # each on its own scenario
+    assert len(records) == (len(baselines.available()) * len(board) + agents) * 5
     summary = (tmp_path / "eval_out" / "default" / "summary.md").read_text()
     assert "leaderboard: mean latency × fcfs" in summary and "geomean" in summary
 
@@ -419,3 +422,16 @@ def test_a_different_grid_never_silently_replaces_earlier_results(tmp_path, caps
     with pytest.raises(SystemExit) as exit_:
         main(["--seeds", "42", "--num-seeds", "2"])  # one spelling at a time
     assert exit_.value.code == 2
+
+
+def test_a_bundled_agent_of_a_scenario_grid_runs_on_its_own_scenario():
+    from eval.config import EvalConfig
+    from eval.policies import PolicyEntry
+    from eval.runner import build_grid
+
+    config = EvalConfig(scenarios=("chat-a100-40gb", "mixed-slo"), policies=("fcfs",), seeds=2)
+    entries = [PolicyEntry("fcfs", "fcfs", "baseline"), PolicyEntry("agent", "a.zip", "model", home="mixed-slo")]
+    runs = build_grid(config, entries)
+    assert sorted({(r.policy.label, r.workload) for r in runs}) == [
+        ("agent", "mixed-slo"), ("fcfs", "chat-a100-40gb"), ("fcfs", "mixed-slo")
+    ]  # fmt: skip

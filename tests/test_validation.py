@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package: import
     sys.path.insert(0, str(ROOT))
 
 import baselines  # noqa: E402
-from benchmarks.validation import CASES, li_dai_peng, queueing, run  # noqa: E402
+from benchmarks.validation import CASES, cluster, li_dai_peng, queueing, run  # noqa: E402
 from benchmarks.validation.common import token_backlog  # noqa: E402
 from benchmarks.validation.sarathi import TokenGaps, run_with_gaps  # noqa: E402
 from llmsched_env.sim import (  # noqa: E402
@@ -216,7 +216,41 @@ def test_report_for_one_case(tmp_path):
 
 def test_unknown_case_is_an_error(tmp_path):
     with pytest.raises(SystemExit):
-        run.main(["--cases", "9", "--out", str(tmp_path)])
+        run.main(["--cases", "99", "--out", str(tmp_path)])
+
+
+# ------------------------------------------------------------------------------------------------
+# Cases 9-10: clusters
+
+
+def test_routing_formulas_by_hand():
+    assert cluster.erlang_c(1, 0.7) == pytest.approx(0.7)  # one server: the arrival waits iff busy
+    assert cluster.erlang_c(2, 1.0) == pytest.approx(1 / 3)  # rho = 1/2: P(wait) = 2 rho^2 / (1 + rho)
+    f = cluster.formulas(1)
+    assert f["mmn"] == pytest.approx(f["mm1"])
+    es = cluster.MEAN_TOKENS * cluster.ITERATION_S
+    assert f["random"] == pytest.approx(f["mm1"] - cluster.RHO * cluster.ITERATION_S / (2 * (1 - cluster.RHO)))
+    assert f["random"] < f["mm1"] and es < f["mmn"]
+
+
+def test_random_routing_matches_mg1_and_jsq_lies_between_the_bounds():
+    f = cluster.formulas(2)
+    random = np.mean([cluster.routing_run(("random", 2, s, 3000)) for s in range(3)])
+    jsq = np.mean([cluster.routing_run(("least-outstanding", 2, s, 3000)) for s in range(3)])
+    assert random == pytest.approx(f["random"], rel=0.12)
+    assert f["mmn"] < jsq < 0.8 * f["mm1"]
+
+
+def test_prefix_replay_hit_rate_and_lru_by_hand():
+    chains = [[0, 1, 2], [0, 1, 3], [4]]
+    assert cluster.replay_hit_rate(chains, None) == (2 / 7, 0)
+    # 3 blocks: the second request evicts block 2 (the tail of the first), the third evicts 3
+    assert cluster.replay_hit_rate(chains, 3) == (2 / 7, 2)
+    assert cluster.replay_hit_rate([[0, 1], [2, 3], [0, 1]], 2) == (0.0, 4)
+
+
+def test_mooncake_case_is_pending_without_the_trace(tmp_path):
+    assert cluster.mooncake_case(True, tmp_path, 1, path=tmp_path / "absent.jsonl.gz").verdict == "pending"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,7 +260,7 @@ def test_unknown_case_is_an_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("key, allowed", [
     ("1", {"pass"}), ("2", {"partial", "pass"}), ("3", {"pass"}), ("4", {"pass", "pending"}), ("5", {"pass"}),
-    ("6", {"partial", "pass"}), ("7", {"partial", "pass"}), ("8", {"partial", "pass"}),
+    ("6", {"partial", "pass"}), ("7", {"partial", "pass"}), ("8", {"partial", "pass"}), ("9", {"pass"}), ("10", {"pending"}),
 ])
 def test_case_verdicts(key, allowed, tmp_path):
     assert CASES[key](True, tmp_path, 2).verdict in allowed

@@ -2,7 +2,7 @@
 
 The observation is a *set* of up to K requests (``"requests"`` rows, ``"mask"`` marking the real
 ones) plus global features (``"globals"``). The slot order carries no meaning beyond what the
-features say, so the networks treat the slots as a set (DESIGN.md §5):
+features say, so the networks treat the slots as a set:
 
 * :class:`SetEncoder` embeds each slot with the same MLP, embeds the global features as one extra
   token that is always present, and runs pre-norm multi-head self-attention blocks over the

@@ -16,6 +16,8 @@ into one markdown report with PNG plots (:mod:`benchmarks.validation.run`):
 6. Trail vs vLLM-FCFS (``trail.trail``)
 7. Sarathi-Serve vs vLLM capacity under a P99 TBT SLO (``sarathi.sarathi_vs_vllm``)
 8. SSJF vs FCFS and the batch size (``ssjf.ssjf``)
+9. Routing: random = N x M/G/1, JSQ between M/M/N and N x M/M/1 (``cluster.queueing_case``)
+10. Mooncake conversation trace: prefix-cache hit rate by cache size (``cluster.mooncake_case``)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from .cluster import mooncake_case, queueing_case
 from .common import CaseResult
 from .li_dai_peng import batch_cap, figure1, rybko_stolyar, theorem2
 from .queueing import mg1
@@ -40,6 +43,8 @@ CASES: dict[str, Case] = {
     "6": trail,
     "7": sarathi_vs_vllm,
     "8": ssjf,
+    "9": queueing_case,
+    "10": mooncake_case,
 }
 
 __all__ = ["CASES", "CaseResult"]

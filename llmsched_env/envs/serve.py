@@ -322,16 +322,7 @@ class ServeEnv(gym.Env):
     # ------------------------------------------------------------------------------ episode
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"sim_seed"}
-        if unknown:
-            raise ConfigError(f"reset options {sorted(unknown)} are unknown; allowed: 'sim_seed'")
-        sim_seed = options.get("sim_seed")
-        if sim_seed is not None and (isinstance(sim_seed, bool) or not isinstance(sim_seed, (int, np.integer)) or sim_seed < 0):
-            raise fail("reset options sim_seed", sim_seed, "an integer >= 0")
-        if sim_seed is None:
-            sim_seed = int(self.np_random.integers(0, 2**31 - 1))
-        self.sim_seed = int(sim_seed)
+        self.sim_seed = reset_sim_seed(self.np_random, options)
         self.policy = _SlotScores() if self.action_mode == "rank" else _AdmissionOrder()
         self.policy.wakeup_source = self._wakeup_source
         self.records = RecordBuffer()
@@ -611,3 +602,17 @@ def write_observations(envs: Sequence[ServeEnv], requests: np.ndarray, mask: np.
     if features:
         requests[occupied] = np.asarray(features, np.float64).reshape(-1, F)
     np.minimum(np.asarray(values, np.float32).reshape(globals_.shape), 10.0, out=globals_)
+
+
+def reset_sim_seed(np_random: np.random.Generator, options: dict | None) -> int:
+    """The simulation seed of an episode: ``options["sim_seed"]`` (checked), else drawn from the
+    env's generator (seeded by ``reset(seed=...)``)."""
+    options = options or {}
+    unknown = set(options) - {"sim_seed"}
+    if unknown:
+        raise ConfigError(f"reset options {sorted(unknown)} are unknown; allowed: 'sim_seed'")
+    sim_seed = options.get("sim_seed")
+    if sim_seed is not None and (isinstance(sim_seed, bool) or not isinstance(sim_seed, (int, np.integer)) or sim_seed < 0):
+        raise fail("reset options sim_seed", sim_seed, "an integer >= 0")
+    return int(np_random.integers(0, 2**31 - 1)) if sim_seed is None else int(sim_seed)
+

@@ -1,6 +1,6 @@
 """Pure simulation of an LLM inference engine (no Gymnasium, torch or CLI imports).
 
-The public API in one place; see DESIGN.md §3 and each module's docstring.
+The public API in one place; see each module's docstring.
 """
 
 import importlib.machinery as _machinery

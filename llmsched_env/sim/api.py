@@ -26,6 +26,7 @@ from .engine_config import EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize
 from .policy import FCFS, Policy
 from .predictors import make_predictor
+from .prefix_cache import prefix_summary
 from .request import RecordBuffer, Request, RequestBatch
 from .validation import ConfigError
 from .workload import generate, sample_lengths
@@ -238,6 +239,7 @@ def simulate(
     summary["iterations"] = engine.stats.iterations
     summary["events"] = engine.stats.stretches
     summary["swap_fallbacks"] = engine.stats.swap_fallbacks
+    summary.update(prefix_summary(engine.stats, engine.prefix_cache))
     return SimResult(
         config=config,
         policy=getattr(policy, "name", type(policy).__name__),

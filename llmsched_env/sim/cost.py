@@ -1,6 +1,6 @@
 """Iteration-time cost models, model and GPU specs, KV-cache capacity and hardware presets.
 
-One place for the hardware arithmetic of the simulator (DESIGN.md §3):
+One place for the hardware arithmetic of the simulator:
 
 * :class:`CostModel` — the time of one forward pass (an *iteration*) of a batch. The engine calls
   :meth:`CostModel.iteration_time` once per simulated iteration, so it is a few float operations;
@@ -394,7 +394,7 @@ def kv_capacity_blocks(
     ``max_tokens // block_size``, is the block count (``BaseReplicaScheduler``). No activation
     memory is reserved. For Llama-2-7B on an 80 GB A100:
     (80 GiB x 0.9 - 2 B x 6.74e9) / (524,288 B x 4096) = 29.7 -> 29 requests -> 29 x 256 = 7,424
-    blocks (118,784 tokens), DESIGN.md's figure.
+    blocks (118,784 tokens).
 
     Two deliberate choices: the weights are all ``model.num_params`` (Vidur counts only the
     per-layer matrices, leaving out the embedding and LM head: 6.48e9 instead of 6.74e9 for

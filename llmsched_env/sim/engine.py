@@ -3,7 +3,7 @@
 Time is continuous (seconds). The engine runs *iterations*, one forward pass over a batch. Each
 iteration's batch is built from the live requests in the policy's priority order under three
 limits: ``max_num_seqs`` (batch slots), ``max_num_batched_tokens`` (token budget: a decode costs
-one token, a prefill chunk its length) and the KV cache (DESIGN.md §3).
+one token, a prefill chunk its length) and the KV cache.
 
 Batch building (one place: :meth:`Engine._build`)
 ------------------------------------------------
@@ -58,6 +58,12 @@ priority order. Call :meth:`Engine.sync` before reading requests from outside th
 
 Decision epochs. Policy scores are taken at epochs (arrival, completion, preemption, prediction
 refresh, policy wake-up, every ``decision_interval`` iterations) and held fixed in between.
+
+Prefix caching (``enable_prefix_caching``, off by default; :mod:`.prefix_cache`). An admitted
+request with a hash chain takes references on the longest cached prefix of its blocks and
+prefills only the rest; the blocks it computes are cached as they fill and stay cached, evictable,
+once no request holds them. The engine calls the cache only at admissions, prefill chunks and
+departures, never on the decode hot path; with caching off none of this code runs.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from .cost import CostModel
 from .engine_config import EngineConfig
 from .policy import FCFS, Policy
+from .prefix_cache import PrefixCache, engine_chain
 from .request import PreemptionMode, Request, RequestBatch, RequestState
 from .validation import ConfigError
 
@@ -96,6 +103,13 @@ class EngineStats:
     busy_time: float = 0.0  # seconds with a non-empty batch
     swap_time: float = 0.0  # seconds of PCIe transfer charged to iterations
     prediction_time: float = 0.0  # seconds charged for predictions
+    # prefix caching (zero when it is off): over admissions from waiting (first ones and after a
+    # recompute or restart preemption)
+    prefix_admissions: int = 0
+    prefix_query_tokens: int = 0  # tokens to prefill at those admissions
+    prefix_hit_tokens: int = 0  # of which found cached (prefill tokens saved)
+    prefix_query_blocks: int = 0  # full blocks of their hash chains that a hit could cover
+    prefix_hit_blocks: int = 0  # of which found cached
 
 
 class Engine:
@@ -216,6 +230,10 @@ class Engine:
         self._pending_pos = 0
         self._refresh_values: Any = None  # numpy array of the current chunk's refreshed predictions
         self._refresh_offsets: list[int] | None = None
+        self.prefix_cache: PrefixCache | None = PrefixCache() if config.enable_prefix_caching else None
+        self._hash_offsets: list[int] | None = None  # the current chunk's hash chains (caching on)
+        self._hash_values: Any = None
+        self._hash_block = 0
         self._exhausted = False
         self._next_workload_arrival = math.inf
         self._next_arrival = math.inf  # the earlier of the next workload arrival and submission
@@ -258,6 +276,12 @@ class Engine:
             else:
                 self._refresh_offsets = None
                 self._refresh_values = None
+            if self.prefix_cache is not None and batch.block_hash_offsets is not None and batch.block_hash_values is not None:
+                self._hash_offsets = batch.block_hash_offsets.tolist()
+                self._hash_values = batch.block_hash_values
+                self._hash_block = int(batch.block_hash_size)
+            else:
+                self._hash_offsets = None
             self._next_workload_arrival = self._pending[0][1]
             return
         self._pending = []
@@ -319,6 +343,10 @@ class Engine:
             if hi > lo:
                 refresh = self._refresh_values[lo:hi].tolist()
         r = Request(rid, arrival, prompt, output, predicted, refresh)
+        hashes = self._hash_offsets
+        if hashes is not None:
+            lo, hi = hashes[pos], hashes[pos + 1]
+            r.block_hashes = engine_chain(self._hash_values[lo:hi].tolist(), self._hash_block, self.block_size, prompt + output)
         if self._pending_classes is not None:
             r.slo_class = self._pending_classes[pos]
         if self._pending_ttft is not None and self._pending_tpot is not None:
@@ -675,6 +703,13 @@ class Engine:
                 prefilling_left -= 1
             elif r.held:
                 continue  # not admissible until released
+            hit = revived = 0
+            if state == WAITING and self.prefix_cache is not None and r.block_hashes is not None:
+                if not self._admissions_open:
+                    continue
+                self.prefix_cache.settle(self.free_blocks)
+                hit, revived = self.prefix_cache.match(r.block_hashes, (r.prefill_target - 1) // B)
+                remaining -= hit * B  # only the rest is prefilled
             if chunked:
                 chunk = remaining if remaining < self._budget else self._budget
             elif remaining <= self._budget and (
@@ -694,11 +729,14 @@ class Engine:
                     self._admissions_open = False  # the policy's admission control: the head of the line waits
                     continue
                 need = -(-r.prefill_target // B)  # the whole prefill's blocks, reserved ahead
-                if not self._reserve(r, need, watermark=True):
+                take = need - hit + revived  # blocks leaving the free pool (cached hits are shared)
+                if not self._reserve(r, take, watermark=True):
                     self._admissions_open = False
                     continue
                 if state == WAITING:
-                    self.free_blocks -= need
+                    if self.prefix_cache is not None:
+                        take = self._admit_prefix(r, hit, need)
+                    self.free_blocks -= take
                     r.blocks = need
                     if self._rescore_on_admission:
                         self._unscored.append(r)
@@ -740,12 +778,14 @@ class Engine:
             return False  # admissions and swap-ins take only free blocks
         key = _sort_key(r)
         victims: list[Request] = []
+        cache = self.prefix_cache
         for v in reversed(self.holders):
             if v is r or _sort_key(v) <= key:
                 break
             self._sync_one(v)
             victims.append(v)
-            free += v.blocks
+            # with caching, count only its private blocks: shared ones may have other users
+            free += v.blocks if cache is None else v.blocks - len(v.cache_refs or ())
             if free - need >= reserve or (watermark and free >= need and free == self.num_blocks):
                 for victim in victims:
                     self._preempt(victim)
@@ -792,6 +832,8 @@ class Engine:
         if mode is None:
             chosen = self._mode_hook(r, self) if self._mode_hook is not None else None
             mode = self.default_mode if chosen is None else PreemptionMode(int(chosen))
+        if self.prefix_cache is not None:
+            self._release_prefix(r)
         self.free_blocks += r.blocks
         r.preemptions += 1
         self.stats.preemptions += 1
@@ -975,8 +1017,11 @@ class Engine:
             self._sync_one(r)
             self._refresh(r)
             self._push_refresh(r)
+        cache = self.prefix_cache
         for r, chunk, _ in self._prefills:
             r.kv_tokens += chunk
+            if cache is not None and r.block_hashes is not None:
+                self._register_prefix(r)
             if r.kv_tokens >= r.prefill_target:
                 self.n_prefilling -= 1
                 self.tokens_generated += 1
@@ -1026,6 +1071,8 @@ class Engine:
     def _finish(self, r: Request, now: float) -> None:
         r.state = FINISHED
         r.finish_time = now
+        if self.prefix_cache is not None:
+            self._release_prefix(r)
         self.free_blocks += r.blocks
         r.blocks = 0
         self._finished_now.append(r)
@@ -1033,11 +1080,63 @@ class Engine:
         if self.on_record is not None:
             self.on_record(r)
 
+    # ------------------------------------------------------------------------------ prefix cache
+    def _admit_prefix(self, r: Request, hit: int, need: int) -> int:
+        """Admission from waiting with caching on: take the ``hit`` cached blocks (their tokens
+        are computed), count the lookup; returns the blocks leaving the free pool."""
+        cache = self.prefix_cache
+        assert cache is not None
+        stats = self.stats
+        stats.prefix_admissions += 1
+        stats.prefix_query_tokens += r.prefill_target
+        chain = r.block_hashes
+        if chain is None:
+            return need
+        stats.prefix_query_blocks += min(len(chain), (r.prefill_target - 1) // self.block_size)
+        if hit == 0:
+            return need
+        cache.settle(self.free_blocks)  # a victim preempted to make room may have revived some
+        revived = sum(1 for h in chain[:hit] if cache.refs[h] == 0)
+        r.cache_refs = cache.acquire(chain, hit)
+        r.kv_tokens = hit * self.block_size
+        stats.prefix_hit_blocks += hit
+        stats.prefix_hit_tokens += r.kv_tokens
+        return need - hit + revived
+
+    def _register_prefix(self, r: Request) -> None:
+        """Cache the full blocks ``r`` has computed so far."""
+        cache = self.prefix_cache
+        chain = r.block_hashes
+        assert cache is not None and chain is not None
+        if r.cache_refs is None:
+            r.cache_refs = []
+        cache.settle(self.free_blocks)
+        self.free_blocks += cache.register(chain, r.cache_refs, r.kv_tokens // self.block_size)
+
+    def _release_prefix(self, r: Request) -> None:
+        """``r`` leaves the GPU (finish or preemption): cache its full blocks, then drop its
+        references. Adjusts ``free_blocks`` so that adding ``r.blocks`` afterwards is right."""
+        held = r.cache_refs
+        if held is None and r.block_hashes is None:
+            return
+        self._register_prefix(r)
+        held = r.cache_refs
+        assert held is not None and self.prefix_cache is not None
+        n = len(held)
+        self.free_blocks += self.prefix_cache.release(held) - n
+
     # ------------------------------------------------------------------------------ checks
     def check_invariants(self) -> None:
         """Raise AssertionError if the engine state is inconsistent (used by tests)."""
         self.sync()
         used = sum(r.blocks for r in self.live)
+        cache = self.prefix_cache
+        if cache is not None:
+            cache.settle(self.free_blocks)
+            used += cache.referenced_blocks - sum(len(r.cache_refs or ()) for r in self.live)
+            cache.check(self.free_blocks, [r.cache_refs for r in self.live if r.cache_refs])
+            for r in self.live:
+                assert len(r.cache_refs or ()) <= r.blocks, r
         assert used + self.free_blocks == self.num_blocks, (used, self.free_blocks, self.num_blocks)
         assert 0 <= self.free_blocks <= self.num_blocks
         swapped = sum(r.swap_blocks for r in self.live)

@@ -36,6 +36,10 @@ class EngineConfig:
         swap_space_gib: CPU swap space for ``swap`` preemption, GiB (vLLM's default 4).
         fast_forward: jump over stretches of identical decode-only iterations (False: step one
             iteration at a time; same results, used as the reference in tests).
+        enable_prefix_caching: share the KV of common prompt prefixes between requests and keep
+            it cached after they leave, evicted least recently used (vLLM's automatic prefix
+            caching; see ``prefix_cache.py``). Needs requests with hash chains (workload
+            ``prefix``, or a Mooncake trace); off by default.
         padded_prefill: ``vllm`` rule only: vLLM V0's padded prefill batches, as Vidur's vLLM
             scheduler builds them: a prefill batch of n prompts, the longest of L tokens, needs
             n x L <= ``max_num_batched_tokens`` (V0 pads every prompt to the longest); admission
@@ -55,6 +59,7 @@ class EngineConfig:
     preemption_mode: str = "recompute"
     swap_space_gib: float = 4.0
     fast_forward: bool = True
+    enable_prefix_caching: bool = False
     padded_prefill: bool = False
 
     def __post_init__(self) -> None:
@@ -74,6 +79,8 @@ class EngineConfig:
         check_nonnegative("swap_space_gib", self.swap_space_gib)
         if not isinstance(self.fast_forward, bool):
             raise ConfigError(f"fast_forward={self.fast_forward!r} is invalid: expected true or false")
+        if not isinstance(self.enable_prefix_caching, bool):
+            raise ConfigError(f"enable_prefix_caching={self.enable_prefix_caching!r} is invalid: expected true or false")
         if not isinstance(self.padded_prefill, bool):
             raise ConfigError(f"padded_prefill={self.padded_prefill!r} is invalid: expected true or false")
         if self.padded_prefill and self.batching != "vllm":

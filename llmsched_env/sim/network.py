@@ -1,4 +1,4 @@
-"""Networks of LLM engines serving agent workflows (DESIGN.md §4, ``llmsched/AgentNetwork-v1``).
+"""Networks of LLM engines serving agent workflows (``llmsched/AgentNetwork-v1``).
 
 A *job* is a workflow of LLM calls: a sequence of *stages*, each stage one call (a chain) or
 several calls running in parallel (a fork, joined when all of them finish). Every call runs on a

@@ -14,7 +14,7 @@
   (``baselines.network.StagePriority("last")``) starves the first stages in turns and the backlog
   grows without bound, the reverse priorities keep it bounded (``benchmarks/bench_network.py``).
 * ``coding-agents`` — coding-agent workflows with figures from TraceLab (SyFI Lab, University of
-  Washington; ``../shared/data/traces/tracelab_summary.json``, 351,029 LLM rounds of Claude Code
+  Washington; its ``summary.json`` (github.com/uw-syfi/TraceLab), 351,029 LLM rounds of Claude Code
   and Codex sessions, CC-BY-4.0). A job is one user turn: a chain of rounds, the first started by
   the user's message, the others by tool results. Per provider (``claude``, ``codex``):
   rounds per turn = LLM rounds / rounds with a user message (6.39 and 10.71, rounded to 6 and 11);

@@ -2,7 +2,7 @@
 
 A policy gives a **priority score per request**; the engine serves requests in ascending score
 order (ties broken by arrival time, then id) under its batch limits, so preemption follows from
-the order (DESIGN.md §2-§3). Scores are taken at *decision epochs* (an arrival, a completion, a
+the order. Scores are taken at *decision epochs* (an arrival, a completion, a
 preemption, a prediction refresh, a wake-up the policy asked for) and held fixed in between; this
 is what lets the engine fast-forward over many iterations, and what makes a policy driving a
 Gymnasium env give exactly the same run as the same policy driving the engine directly.

@@ -1,6 +1,6 @@
 """Requests: the arrays a workload produces and the engine's per-request state machine.
 
-State machine (DESIGN.md §3)::
+State machine::
 
     WAITING --admit--> RUNNING <--> PAUSED --finish--> FINISHED
        ^                 |  |
@@ -47,7 +47,7 @@ class RequestState(enum.IntEnum):
 
 
 class PreemptionMode(enum.IntEnum):
-    """How a preempted request gives up its KV (DESIGN.md §3)."""
+    """How a preempted request gives up its KV."""
 
     RECOMPUTE = 0  # free the KV; prefill prompt + generated tokens again (vLLM's default)
     SWAP = 1  # move the KV to CPU swap space over PCIe; swap back in later
@@ -85,6 +85,12 @@ class RequestBatch:
     refresh_offsets: np.ndarray | None = None  # int64 (n + 1,)
     refresh_values: np.ndarray | None = None  # float64 (total refreshes,)
     first_id: int = 0  # id of row 0; ids are consecutive
+    # Prefix caching (see prefix_cache.py): request i's hash chain is
+    # block_hash_values[block_hash_offsets[i]:block_hash_offsets[i+1]], one value per block of
+    # block_hash_size tokens identifying the whole prefix up to that block's end; None: no chains.
+    block_hash_offsets: np.ndarray | None = None  # int64 (n + 1,)
+    block_hash_values: np.ndarray | None = None  # int64 (total blocks,)
+    block_hash_size: int = 16  # tokens per hashed block (Mooncake traces: 512)
     # Request classes (``WorkloadConfig.class_names()``; -1: no class) and each request's SLO
     # targets (seconds, inf: none), filled from the run's SLO classes (see ``sim.api``).
     slo_class: np.ndarray | None = None  # int64 (n,)
@@ -140,6 +146,8 @@ class Request:
         "stamp",
         "meta",
         "held",
+        "block_hashes",
+        "cache_refs",
         "slo_class",
         "ttft_slo_s",
         "tpot_slo_s",
@@ -192,6 +200,10 @@ class Request:
         self.stamp = 0  # bumped each time it joins the steady set (invalidates old heap entries)
         self.meta: object = None  # free for the caller (e.g. the workflow a call belongs to)
         self.held = False  # not admissible until released (an agent that picks admissions holds new arrivals)
+        # prefix caching (prefix_cache.py): the hash chain of its blocks in the engine's block
+        # size, and the hashes of the cached blocks it references (its first len() blocks)
+        self.block_hashes: list[int] | None = None
+        self.cache_refs: list[int] | None = None
         self.slo_class = slo_class
         self.ttft_slo_s = ttft_slo_s
         self.tpot_slo_s = tpot_slo_s

@@ -1,12 +1,14 @@
 """Readers for real LLM-serving request traces (plain or gzipped files).
 
-Formats (DESIGN.md §3 "Workloads"; sources and statistics in ../shared/data/traces/README.md):
+Formats (each preset's JSON names the trace it was fitted to, with its origin and licence):
 
 * ``azure``: Azure LLM inference trace 2023 (Splitwise, ISCA'24), a CSV with columns
   ``TIMESTAMP`` (wall clock ``YYYY-MM-DD HH:MM:SS.fffffff``; a UTC offset such as ``+00:00``, as
   in the 2024 week-long traces, is also accepted), ``ContextTokens``, ``GeneratedTokens``.
 * ``mooncake``: Mooncake FAST'25 JSONL, one object per line with ``timestamp`` (milliseconds from
-  the trace start), ``input_length``, ``output_length`` (``hash_ids`` and other keys are ignored).
+  the trace start), ``input_length``, ``output_length`` and, when present, ``hash_ids`` (the hash
+  chain of the prompt's 512-token blocks, the last one possibly partial; kept for prefix caching
+  as ``Trace.block_hash_offsets`` / ``block_hash_values``); other keys are ignored.
 * ``lengths``: length-only CSV in Vidur / Sarathi-Serve format (ShareGPT, arXiv summarization):
   ``num_prefill_tokens``, ``num_decode_tokens`` (other columns ignored). If the file also has
   Vidur's ``arrived_at`` column (seconds), it is read as the arrival time.
@@ -54,6 +56,11 @@ class Trace:
     prompt_len: np.ndarray  # int64 (n,) >= 1
     output_len: np.ndarray  # int64 (n,) >= 1
     source: str  # the path it was read from
+    # hash chains of the prompts' blocks (Mooncake ``hash_ids``): row i's chain is
+    # block_hash_values[block_hash_offsets[i]:block_hash_offsets[i+1]]; None if the trace has none
+    block_hash_offsets: np.ndarray | None = None  # int64 (n + 1,)
+    block_hash_values: np.ndarray | None = None  # int64
+    block_hash_size: int = 512  # tokens per hashed block
 
     def __post_init__(self) -> None:
         n = self.prompt_len.shape[0]
@@ -242,8 +249,11 @@ def _json_value(path: str, obj: dict, key: str, line: int, integer: bool) -> int
 
 
 def read_mooncake(path: str | os.PathLike) -> Trace:
-    """Mooncake JSONL (timestamp in ms, input_length, output_length; hash_ids ignored)."""
+    """Mooncake JSONL (timestamp in ms, input_length, output_length, optional hash_ids)."""
     path = str(path)
+    hashes: list[int] = []
+    hash_offsets: list[int] = [0]
+    with_hashes = True
     stamps: list[int | float] = []
     prompts: list[int | float] = []  # ints once checked
     outputs: list[int | float] = []
@@ -263,6 +273,14 @@ def read_mooncake(path: str | os.PathLike) -> Trace:
                 prompts.append(_json_value(path, obj, "input_length", number, integer=True))
                 outputs.append(_json_value(path, obj, "output_length", number, integer=True))
                 lines.append(number)
+                ids = obj.get("hash_ids")
+                if ids is None:
+                    with_hashes = False
+                elif with_hashes:
+                    if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in ids):
+                        raise TraceError(f"{_where(path, number)}: hash_ids={str(ids)[:60]} is invalid: expected a list of integers >= 0")
+                    hashes.extend(ids)
+                    hash_offsets.append(len(hashes))
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise TraceError(f"{path}: cannot be read as a (gzipped) UTF-8 JSONL file: {e}") from e
     if not lines:
@@ -274,6 +292,8 @@ def read_mooncake(path: str | os.PathLike) -> Trace:
         prompt_len=np.asarray(prompts, dtype=np.int64),
         output_len=np.asarray(outputs, dtype=np.int64),
         source=path,
+        block_hash_offsets=np.asarray(hash_offsets, dtype=np.int64) if with_hashes else None,
+        block_hash_values=np.asarray(hashes, dtype=np.int64) if with_hashes else None,
     )
 
 

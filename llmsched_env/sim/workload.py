@@ -2,7 +2,7 @@
 
 A :class:`WorkloadConfig` describes *what* arrives; :func:`generate` streams it as
 :class:`~llmsched_env.sim.request.RequestBatch` chunks for a given mean arrival rate and seed
-(DESIGN.md §3 "Workloads"; the engine turns ``load`` into ``rate`` with :func:`mean_lengths`
+(the engine turns ``load`` into ``rate`` with :func:`mean_lengths`
 or :func:`sample_lengths`).
 
 Arrival processes (``arrival``), all with long-run mean rate ``rate`` requests/s:
@@ -28,6 +28,8 @@ Length distributions (``lengths``); every length is an int64 >= 1, clipped (not 
   nearest integer; ``length_correlation`` is the correlation of the two underlying normals (a
   Gaussian copula; the Spearman rank correlation is ``6/pi * asin(rho/2)``).
 * ``poisson``: Poisson with the given means, values of 0 raised to 1.
+* ``geometric``: geometric on 1, 2, ... with the given means (memoryless: with a constant
+  iteration time the service time is the lattice analogue of an exponential, for M/M/c checks).
 * ``fixed``: every request has exactly ``prompt_mean`` / ``output_mean`` tokens (whole numbers).
 * ``uniform``: integers uniform on ``[round(mean*(1-uniform_spread)), round(mean*(1+uniform_spread))]``
   (lower end at least 1), independent.
@@ -35,7 +37,7 @@ Length distributions (``lengths``); every length is an int64 >= 1, clipped (not 
 * a preset name (below): an empirical joint distribution fitted to a real trace.
 
 Presets (``available_length_presets()``; JSON files in ``sim/data/lengths/`` written by
-``benchmarks/fit_length_presets.py`` from ``../shared/data/traces``, see its README for origins):
+``benchmarks/fit_length_presets.py`` from the public traces; each JSON names its source):
 
 * ``sharegpt`` (default): ShareGPT conversations, Llama-2 tokenizer, totals <= 8,192 tokens
   (Sarathi-Serve's ``sharegpt_8k_filtered``). Mean prompt 2,340 / output 439 tokens.
@@ -57,6 +59,26 @@ lengths stay within the trace's min/max. Against the traces, 400k samples match 
 Traces shorter than ``num_requests`` are replayed again from the start, the k-th replay shifted by
 k times the trace's period ``span * n / (n-1)`` (its span plus one mean IAT), so the long-run rate
 is still ``(n-1)/span`` before scaling.
+
+Shared prefixes (``prefix``, for prefix caching; every request then carries the hash chain of its
+blocks of ``prefix_block_size`` tokens, ``RequestBatch.block_hash_*``, covering its prompt and
+output):
+
+* ``none`` (default): no chains.
+* ``system-prompt``: the first ``system_prompt_len`` tokens of every prompt (all of it if
+  shorter) are one of ``num_system_prompts`` system prompts, drawn uniformly; the rest is unique.
+  Lengths are unchanged.
+* ``multi-turn``: conversations. Each arrival goes to one of ``num_conversations`` conversation
+  slots, drawn uniformly; the slot's conversation continues (its next turn) unless it has had
+  its number of turns (geometric, mean ``turns_mean``), when a new one starts there. Turn k's
+  prompt is turn k-1's whole exchange (prompt + output) followed by the drawn prompt length of
+  new tokens, so prompts grow with the turns (a turn that would exceed ``max_prompt_len`` starts a
+  new conversation). Arrivals stay open-loop: a turn arriving before the previous one finished
+  finds only what is cached by then. :func:`mean_lengths` is then a sample mean (20,000 draws).
+* ``trace``: the trace's own chains (Mooncake ``hash_ids``, 512-token blocks; needs
+  ``lengths='trace'``). A block the trace marks partial (the prompt's last, when the prompt is
+  not a multiple of 512 tokens) is dropped: only full blocks are shared. Each replay of a trace
+  gets fresh hash values (its k-th replay does not hit the cache of the (k-1)-th).
 
 Common random numbers: arrivals and lengths use separate child streams of ``seed``, so configs
 that share ``lengths`` (and its parameters) give the same length sequence whatever the arrival
@@ -81,7 +103,7 @@ from .request import RequestBatch
 from .traces import TIME_UNITS, TRACE_FORMATS, Trace, read_trace
 from .validation import ConfigError, check_choice, check_number, check_positive, fail
 
-LENGTH_KINDS: tuple[str, ...] = ("lognormal", "poisson", "fixed", "uniform", "trace", "mixture", "pmf")
+LENGTH_KINDS: tuple[str, ...] = ("lognormal", "poisson", "geometric", "fixed", "uniform", "trace", "mixture", "pmf")
 ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "gamma", "onoff", "deterministic", "trace", "profile")
 TRACE_ORDERS: tuple[str, ...] = ("file", "window", "shuffle")
 PRESET_DIR = Path(__file__).resolve().parent / "data" / "lengths"
@@ -91,6 +113,8 @@ PROFILE_DIR = Path(__file__).resolve().parent / "data" / "arrivals"
 # modules deriving streams from the same seed must use other keys.
 ARRIVAL_STREAM = 0x61727276
 LENGTH_STREAM = 0x6C656E67
+PREFIX_STREAM = 0x70726678  # "prfx"
+PREFIX_KINDS: tuple[str, ...] = ("none", "system-prompt", "multi-turn", "trace")
 WINDOW_STREAM = 0x77696E64  # "wind": the first trace row of a trace window
 _NO_CAP = float(2**40)  # cap on sampled lengths when none is set (keeps int64 casts safe)
 
@@ -423,6 +447,12 @@ class WorkloadConfig:
       ``trace_time_unit``: columns of a generic CSV trace (format "csv", or "auto" with columns
       given) and the unit of its time column (s | ms | us).
     * ``num_requests``: requests in the workload (>= 1); traces are replayed again if shorter.
+    * ``prefix``: one of ``PREFIX_KINDS``, the requests' shared prefixes (module docstring).
+    * ``prefix_block_size``: tokens per hashed block of generated chains (>= 1; the engine maps
+      other block sizes that divide or are divided by it).
+    * ``system_prompt_len``, ``num_system_prompts``: system-prompt only (tokens >= 1; >= 1).
+    * ``num_conversations``, ``turns_mean``: multi-turn only: concurrent conversations (>= 1) and
+      mean turns per conversation (>= 1).
     * ``components``: ``mixture`` only: the weighted :class:`LengthComponent` list (mappings of
       their fields are accepted, as from YAML).
     * ``pmf_path``: ``pmf`` only: a JSON file of length PMFs (see the module docstring).
@@ -454,6 +484,12 @@ class WorkloadConfig:
     trace_time_column: str | None = None
     trace_time_unit: str = "s"
     num_requests: int = 1000
+    prefix: str = "none"
+    prefix_block_size: int = 16
+    system_prompt_len: int = 1024
+    num_system_prompts: int = 1
+    num_conversations: int = 16
+    turns_mean: float = 4.0
     components: tuple[LengthComponent, ...] = ()
     pmf_path: str | None = None
     trace_order: str = "file"
@@ -486,6 +522,14 @@ class WorkloadConfig:
         check_positive("burst_off_s", self.burst_off_s)
         object.__setattr__(self, "num_requests", check_positive("num_requests", self.num_requests, integer=True))
         self._check_trace_fields()
+        check_choice("prefix", self.prefix, PREFIX_KINDS)
+        for name in ("prefix_block_size", "system_prompt_len", "num_system_prompts", "num_conversations"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_number("turns_mean", self.turns_mean, low=1)
+        if self.prefix == "trace" and self.lengths != "trace":
+            raise fail("prefix", self.prefix, f"another prefix kind with lengths={self.lengths!r} (prefix='trace' needs lengths='trace')")
+        if self.prefix == "trace" and self.trace_order == "shuffle":
+            raise fail("prefix", self.prefix, "another prefix kind with trace_order='shuffle' (chains follow the trace's rows in order)")
         self._check_mixture()
         if self.lengths == "pmf":
             if self.pmf_path is None:
@@ -684,6 +728,9 @@ class _LengthStream:
         elif kind == "poisson":
             prompt = self.rng_prompt.poisson(c.prompt_mean, n)
             output = self.rng_output.poisson(c.output_mean, n)
+        elif kind == "geometric":
+            prompt = self.rng_prompt.geometric(1.0 / c.prompt_mean, n)
+            output = self.rng_output.geometric(1.0 / c.output_mean, n)
         elif kind == "fixed":
             prompt = np.full(n, int(c.prompt_mean))
             output = np.full(n, int(c.output_mean))
@@ -728,7 +775,11 @@ def sample_lengths(cfg: WorkloadConfig, n: int, seed: int | np.random.SeedSequen
     """``n`` draws of the length mix: exactly the lengths of the first ``n`` requests that
     :func:`generate` gives for the same seed (trace lengths: the rows it serves, cycling)."""
     check_number("n", n, low=0, integer=True)
-    return _LengthStream(cfg, _seed_sequence(seed)).draw(int(n))
+    ss = _seed_sequence(seed)
+    prompt, output = _LengthStream(cfg, ss).draw(int(n))
+    if cfg.prefix == "multi-turn":  # prompts carry the conversation so far
+        prompt = _PrefixStream(cfg, ss).draw(prompt, output)[0]
+    return prompt, output
 
 
 def _normal_cdf(x: float) -> float:
@@ -761,6 +812,14 @@ def _poisson_clipped_mean(mean: float, cap: int | None) -> float:
     return float(np.sum(np.exp(log_pmf) * values))
 
 
+def _geometric_clipped_mean(mean: float, cap: int | None) -> float:
+    """E[min(K, cap)] for K geometric on 1, 2, ... with mean ``mean``: sum of P(K >= k) = q^(k-1)."""
+    if cap is None:
+        return float(mean)
+    q = 1.0 - 1.0 / mean
+    return float(mean * (1.0 - q**cap))
+
+
 def _uniform_clipped_mean(lo: int, hi: int, cap: int | None) -> float:
     k = np.arange(lo, hi + 1)
     return float(np.mean(_clip(k, cap)))
@@ -790,6 +849,8 @@ def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
     mean 3).
     """
     kind = cfg.lengths
+    if cfg.prefix == "multi-turn":
+        return _multi_turn_means(cfg)
     if kind == "mixture":
         if cfg.max_prompt_len is not None or cfg.max_output_len is not None:
             # clipping the mixture as a whole: measure it (seeded, so repeatable)
@@ -808,6 +869,8 @@ def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
         )
     if kind == "poisson":
         return _poisson_clipped_mean(cfg.prompt_mean, cfg.max_prompt_len), _poisson_clipped_mean(cfg.output_mean, cfg.max_output_len)
+    if kind == "geometric":
+        return _geometric_clipped_mean(cfg.prompt_mean, cfg.max_prompt_len), _geometric_clipped_mean(cfg.output_mean, cfg.max_output_len)
     if kind == "fixed":
         return (
             float(min(cfg.prompt_mean, cfg.max_prompt_len or math.inf)),
@@ -834,6 +897,13 @@ def mean_lengths(cfg: WorkloadConfig) -> tuple[float, float]:
     prompt = p.prompt.coarse_means(cfg.max_prompt_len)[p.cell_prompt_bin]
     output = p.output.coarse_means(cfg.max_output_len)[p.cell_output_bin]
     return float(weights @ prompt), float(weights @ output)
+
+
+@functools.lru_cache(maxsize=32)
+def _multi_turn_means(cfg: WorkloadConfig) -> tuple[float, float]:
+    """Sample means of 20,000 multi-turn requests (prompts grow with the conversation)."""
+    prompt, output = sample_lengths(cfg, 20_000, 0)
+    return float(np.mean(prompt)), float(np.mean(output))
 
 
 def spearman_correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -990,13 +1060,92 @@ def generate(
     # Both streams are built here, not in the generator below, so errors surface at the call.
     arrivals = _ArrivalStream(cfg, None if rate is None else float(rate), ss)
     lengths = _LengthStream(cfg, ss)
-    return _chunks(arrivals, lengths, cfg.num_requests, int(chunk_size))
+    prefixes = None if cfg.prefix == "none" else _PrefixStream(cfg, ss)
+    return _chunks(arrivals, lengths, prefixes, cfg.num_requests, int(chunk_size))
 
 
-def _chunks(arrivals: _ArrivalStream, lengths: _LengthStream, total: int, chunk_size: int) -> Iterator[RequestBatch]:
+def _chunks(
+    arrivals: _ArrivalStream, lengths: _LengthStream, prefixes: "_PrefixStream | None", total: int, chunk_size: int
+) -> Iterator[RequestBatch]:
     for start in range(0, total, chunk_size):
         n = min(chunk_size, total - start)
         prompt, output = lengths.draw(n)
-        yield RequestBatch(
+        batch = RequestBatch(
             arrival_time=arrivals.draw(n), prompt_len=prompt, output_len=output, first_id=start, slo_class=lengths.classes
         )
+        if prefixes is not None:
+            batch.prompt_len, batch.block_hash_offsets, batch.block_hash_values = prefixes.draw(prompt, output)
+            batch.block_hash_size = prefixes.block_size
+        yield batch
+
+
+class _PrefixStream:
+    """Hash chains of consecutive requests (and, for multi-turn, their grown prompts)."""
+
+    def __init__(self, cfg: WorkloadConfig, ss: np.random.SeedSequence) -> None:
+        self.cfg = cfg
+        self.rng_choice, self.rng_turns = _rngs(_child(ss, PREFIX_STREAM), 2)
+        self.kind = cfg.prefix
+        self.block_size = cfg.prefix_block_size
+        if self.kind == "system-prompt":
+            self.system_blocks = cfg.system_prompt_len // self.block_size
+            self.next_id = cfg.num_system_prompts * self.system_blocks  # ids below: system prompts
+        else:
+            self.next_id = 0
+        # multi-turn: per slot, the conversation's chain, exchange length (tokens), turns left
+        self.slots: list[tuple[list[int], int, int]] = [([], 0, 0)] * cfg.num_conversations
+        if self.kind == "trace":
+            trace = cfg.read_trace()
+            if trace.block_hash_offsets is None or trace.block_hash_values is None:
+                raise fail("prefix", "trace", f"a trace with hash chains: {trace.source} has none (Mooncake traces have hash_ids)")
+            self.trace = trace
+            self.block_size = trace.block_hash_size
+            self.cursor = trace_start(cfg, ss, len(trace))  # the rows the length stream serves
+            self.id_span = int(trace.block_hash_values.max(initial=0)) + 1  # fresh ids for each replay
+
+    def _fresh(self, n: int) -> list[int]:
+        start = self.next_id
+        self.next_id += n
+        return list(range(start, start + n))
+
+    def draw(self, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(prompt lengths, chain offsets, chain values) for the next ``len(prompt)`` requests."""
+        n = len(prompt)
+        B = self.block_size
+        prompts = prompt.tolist()
+        outputs = output.tolist()
+        chains: list[list[int]] = []
+        if self.kind == "system-prompt":
+            choice = np.floor(self.rng_choice.random(n) * self.cfg.num_system_prompts).astype(np.int64).tolist()
+            for p, o, s in zip(prompts, outputs, choice):
+                shared = min(self.system_blocks, p // B)
+                head = list(range(s * self.system_blocks, s * self.system_blocks + shared))
+                chains.append(head + self._fresh((p + o) // B - shared))
+        elif self.kind == "multi-turn":
+            slot_draws = np.floor(self.rng_choice.random(n) * self.cfg.num_conversations).astype(np.int64).tolist()
+            turn_draws = self.rng_turns.geometric(1.0 / self.cfg.turns_mean, n).tolist()
+            cap = self.cfg.max_prompt_len
+            for i, (p, o, k) in enumerate(zip(prompts, outputs, slot_draws)):
+                chain, exchange, left = self.slots[k]
+                if left <= 0 or (cap is not None and exchange + p > cap):
+                    chain, exchange, left = [], 0, int(turn_draws[i])
+                p = exchange + p  # the conversation so far, then the new tokens
+                prompts[i] = p
+                chain = chain + self._fresh((p + o) // B - len(chain))
+                self.slots[k] = (chain, p + o, left - 1)
+                chains.append(chain)
+        else:  # trace
+            trace = self.trace
+            offsets, values = trace.block_hash_offsets, trace.block_hash_values
+            assert offsets is not None and values is not None
+            rows = len(trace)
+            for j in range(n):
+                replay, row = divmod(self.cursor + j, rows)
+                ids = values[offsets[row] : offsets[row + 1]]
+                full = min(len(ids), int(trace.prompt_len[row]) // B)
+                chains.append((ids[:full] + replay * self.id_span).tolist())
+            self.cursor += n
+        offsets_out = np.zeros(n + 1, dtype=np.int64)
+        offsets_out[1:] = np.cumsum([len(c) for c in chains])
+        flat = np.fromiter((h for c in chains for h in c), dtype=np.int64, count=int(offsets_out[-1]))
+        return np.asarray(prompts, dtype=np.int64), offsets_out, flat
