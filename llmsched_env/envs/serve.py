@@ -615,4 +615,3 @@ def reset_sim_seed(np_random: np.random.Generator, options: dict | None) -> int:
     if sim_seed is not None and (isinstance(sim_seed, bool) or not isinstance(sim_seed, (int, np.integer)) or sim_seed < 0):
         raise fail("reset options sim_seed", sim_seed, "an integer >= 0")
     return int(np_random.integers(0, 2**31 - 1)) if sim_seed is None else int(sim_seed)
-

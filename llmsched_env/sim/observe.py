@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from typing import Final
 
 from .engine import Engine
 from .request import Request, RequestState
@@ -41,7 +42,7 @@ REQUEST_FEATURES: tuple[str, ...] = (
     "swap_fraction",  # KV blocks a swap would move / KV capacity
 )
 NUM_REQUEST_FEATURES = len(REQUEST_FEATURES)
-NUM_CLASS_COLUMNS = 4  # request classes shown one-hot (classes beyond the fourth share no column)
+NUM_CLASS_COLUMNS: Final = 4  # request classes shown one-hot (classes beyond the fourth share no column)
 #: Columns that ``Serve-v2``'s layout appends to ``REQUEST_FEATURES``, in order.
 DECISION_FEATURES: tuple[str, ...] = (
     "initial_progress",  # generated / initial predicted length, capped at 2 (Trail preempts below 0.8)
@@ -81,21 +82,21 @@ GLOBAL_FEATURES: tuple[str, ...] = (
     "free_swap",  # free CPU swap space / swap capacity (1 without swap space)
 )
 NUM_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
-COUNT_SCALE = 1000.0
-_LOG_COUNT = math.log1p(COUNT_SCALE)
-_LOG_MS = math.log1p(1000.0)
-_LOG_DAY = math.log1p(86400.0)
+COUNT_SCALE: Final = 1000.0
+_LOG_COUNT: Final = math.log1p(COUNT_SCALE)
+_LOG_MS: Final = math.log1p(1000.0)
+_LOG_DAY: Final = math.log1p(86400.0)
 
-LENGTH_SCALE = 16384.0  # tokens mapped to 1.0
-TIME_SCALE = 3600.0  # seconds mapped to 1.0
-_LOG_LENGTH = math.log1p(LENGTH_SCALE)
-_LOG_TIME = math.log1p(TIME_SCALE)
-_PREEMPT_SCALE = _LOG_LENGTH / math.log1p(10.0)  # turns a length-scaled log into log1p(x)/log1p(10)
+LENGTH_SCALE: Final = 16384.0  # tokens mapped to 1.0
+TIME_SCALE: Final = 3600.0  # seconds mapped to 1.0
+_LOG_LENGTH: Final = math.log1p(LENGTH_SCALE)
+_LOG_TIME: Final = math.log1p(TIME_SCALE)
+_PREEMPT_SCALE: Final = _LOG_LENGTH / math.log1p(10.0)  # turns a length-scaled log into log1p(x)/log1p(10)
 # log1p(n) / log1p(LENGTH_SCALE) for small whole n, looked up instead of computed (hot path)
-_TABLE_SIZE = 1 << 15
-_LOG_TABLE: list[float] = [math.log1p(i) / _LOG_LENGTH for i in range(_TABLE_SIZE)]
+_TABLE_SIZE: Final = 1 << 15
+_LOG_TABLE: Final[list[float]] = [math.log1p(i) / _LOG_LENGTH for i in range(_TABLE_SIZE)]
 # state one-hot rows (waiting, running, paused, swapped), indexed by RequestState
-_STATE_ROWS: list[tuple[float, float, float, float]] = [
+_STATE_ROWS: Final[list[tuple[float, float, float, float]]] = [
     (1.0, 0.0, 0.0, 0.0),
     (0.0, 1.0, 0.0, 0.0),
     (0.0, 0.0, 1.0, 0.0),
@@ -112,8 +113,10 @@ def _log_length(n: int) -> float:
     return math.log1p(n) / _LOG_LENGTH
 
 
-_LOG_TPOT = math.log1p(1000.0)
-_INF = math.inf
+_LOG_TPOT: Final = math.log1p(1000.0)
+_WAITING: Final = int(RequestState.WAITING)
+_SWAPPED: Final = int(RequestState.SWAPPED)
+_INF: Final = math.inf
 
 
 def request_features(
@@ -134,7 +137,7 @@ def request_features_into(
     for r in requests:
         state = int(r.state)
         kv = r.kv_tokens
-        if state == RequestState.WAITING:
+        if state == _WAITING:
             progress = 0.0
         elif kv < r.prefill_target:
             progress = kv / r.prefill_target
@@ -159,7 +162,7 @@ def request_features_into(
         out.append(r.blocks * inv_blocks)
         out.append(_log_length(r.preemptions) * _PREEMPT_SCALE)
         out.append(_log_length(kv))
-        out.append((r.swap_blocks if state == RequestState.SWAPPED else (kv + block_size - 1) // block_size) * inv_blocks)
+        out.append((r.swap_blocks if state == _SWAPPED else (kv + block_size - 1) // block_size) * inv_blocks)
         if decision:
             _decision_features(out, r, now, inv_blocks, block_size)
 
