@@ -159,4 +159,4 @@ def test_plackett_luce_predict_is_the_policys_deterministic_action():
     with torch.no_grad():
         expected = policy(batch, deterministic=True)[0].numpy()[0]
     action, _ = policy.predict(obs, deterministic=True)
-    np.testing.assert_allclose(action, expected, rtol=1e-6)
+    np.testing.assert_allclose(action, expected, rtol=1e-4, atol=1e-7)  # float32 rounding across thread counts
