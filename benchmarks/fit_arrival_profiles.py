@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.fit_length_presets import AZURE, to_json
 from llmsched_env.sim.traces import read_trace
 from llmsched_env.sim.workload import PROFILE_DIR, WorkloadConfig, generate
 
@@ -39,18 +39,14 @@ PROFILES = {
         description="Azure LLM inference trace 2023, conversation service: its request rate over the hour, "
         "in 10-second bins (Poisson noise removed, see the fit)",
         origin="github.com/Azure/AzurePublicDataset data/AzureLLMInferenceTrace_conv.csv",
-        commit="b469a113cedca53ddc3bdea71a143dc4b7d8700c",
-        license="CC-BY-4.0",
-        citation="Patel et al., Splitwise: Efficient generative LLM inference using phase splitting, ISCA 2024",
+        **AZURE,
     ),
     "azure-code": dict(
         file="azure_llm_2023_code.csv.gz",
         description="Azure LLM inference trace 2023, coding service: its request rate over the hour, "
         "in 10-second bins (Poisson noise removed, see the fit); on/off traffic",
         origin="github.com/Azure/AzurePublicDataset data/AzureLLMInferenceTrace_code.csv",
-        commit="b469a113cedca53ddc3bdea71a143dc4b7d8700c",
-        license="CC-BY-4.0",
-        citation="Patel et al., Splitwise: Efficient generative LLM inference using phase splitting, ISCA 2024",
+        **AZURE,
     ),
 }
 
@@ -117,17 +113,13 @@ def main() -> None:
         if not args.check_only:
             profile = fit(name, spec, args.data, args.bin_s, args.match_s)
             PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(profile, indent=1)
-            text = re.sub(r"\[[\d\s,.\-]*\]", lambda m: "[" + " ".join(m.group(0)[1:-1].split()) + "]", text) + "\n"
-            (PROFILE_DIR / f"{name}.json").write_text(text)
+            (PROFILE_DIR / f"{name}.json").write_text(to_json(profile))
             print(f"wrote {PROFILE_DIR / (name + '.json')}")
         model = check(name)
         if not args.check_only:  # record the model's own figures next to the trace's
             profile = json.loads((PROFILE_DIR / f"{name}.json").read_text())
             profile["stats"]["model"] = model
-            text = json.dumps(profile, indent=1)
-            text = re.sub(r"\[[\d\s,.\-]*\]", lambda m: "[" + " ".join(m.group(0)[1:-1].split()) + "]", text) + "\n"
-            (PROFILE_DIR / f"{name}.json").write_text(text)
+            (PROFILE_DIR / f"{name}.json").write_text(to_json(profile))
 
 
 if __name__ == "__main__":
