@@ -666,6 +666,12 @@ def _clip(x: np.ndarray, cap: int | None) -> np.ndarray:
     return x if cap is None else np.minimum(x, cap)
 
 
+def _categorical(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Indices drawn by inverting a cumulative distribution with uniforms ``u`` (the last index
+    when rounding leaves ``cumulative[-1]`` just below 1)."""
+    return np.minimum(np.searchsorted(cumulative, u, side="right"), len(cumulative) - 1)
+
+
 def trace_start(cfg: WorkloadConfig, ss: np.random.SeedSequence, rows: int) -> int:
     """The first trace row a run serves: 0, or with ``trace_order='window'`` a row drawn from the
     workload seed (shared by the length and arrival streams, so rows stay paired)."""
@@ -710,7 +716,7 @@ class _LengthStream:
     def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         c, kind = self.cfg, self.cfg.lengths
         if kind == "mixture":
-            part = np.minimum(np.searchsorted(self.part_cum, self.rng_cell.random(n), side="right"), len(self.parts) - 1)
+            part = _categorical(self.part_cum, self.rng_cell.random(n))
             prompt = np.empty(n, dtype=np.int64)
             output = np.empty(n, dtype=np.int64)
             for k, stream in enumerate(self.parts):
@@ -751,14 +757,14 @@ class _LengthStream:
         elif kind == "pmf":
             pmf = self.pmf
             assert pmf is not None
-            part = np.minimum(np.searchsorted(np.cumsum(pmf.weights), self.rng_cell.random(n), side="right"), len(pmf.weights) - 1)
+            part = _categorical(np.cumsum(pmf.weights), self.rng_cell.random(n))
             u_prompt, u_output = self.rng_prompt.random(n), self.rng_output.random(n)
             prompt = np.empty(n, dtype=np.int64)
             output = np.empty(n, dtype=np.int64)
             for k in range(len(pmf.weights)):
                 rows = np.flatnonzero(part == k)
                 for out, (values, cum), u in ((prompt, pmf.prompt[k], u_prompt), (output, pmf.output[k], u_output)):
-                    out[rows] = values[np.minimum(np.searchsorted(cum, u[rows], side="right"), len(values) - 1)]
+                    out[rows] = values[_categorical(cum, u[rows])]
         else:
             p = self.preset
             assert p is not None
