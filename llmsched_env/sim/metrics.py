@@ -15,9 +15,10 @@ Per request (a FINISHED request; every time in seconds):
 
 Per run (``summarize``; a flat dict whose keys carry their units):
 
-* ``<metric>_{mean,p50,p90,p99}_<unit>`` for ``e2e``, ``ttft``, ``tpot`` (s)
+* ``<metric>_{mean,p50,p90,p99,max}_<unit>`` for ``e2e``, ``ttft``, ``tpot`` (s)
   and ``normalized_latency`` (s_per_token), and ``queueing_delay_mean_s``: over FINISHED requests
-  only (NaN if none). Percentiles are numpy's default (linear interpolation).
+  only (NaN if none). Percentiles are numpy's default (linear interpolation); the maximum is
+  exact (the worst-served request: starvation shows there first).
 * ``arrived`` (records), ``finished``, ``rejected``, ``unfinished`` (neither: still inside at the
   end; reported, never dropped).
 * ``output_tokens_per_s`` = output tokens of finished requests / duration; ``requests_per_s`` =
@@ -203,6 +204,7 @@ class _Totals:
     class_slo_met: dict[int, int] = field(default_factory=dict)  # request class -> met its SLO
     sums: dict[str, float] = field(default_factory=dict)  # metric -> sum over defined values
     counts: dict[str, int] = field(default_factory=dict)  # metric -> number of defined values
+    maxima: dict[str, float] = field(default_factory=dict)  # metric -> largest defined value
 
     def add(self, records: dict[str, np.ndarray], slo: SLO | None) -> dict[str, np.ndarray]:
         """Fold one chunk of records in; returns its :func:`request_metrics`."""
@@ -230,6 +232,8 @@ class _Totals:
             values = per[name][~np.isnan(per[name])]
             self.sums[name] = self.sums.get(name, 0.0) + float(values.sum())
             self.counts[name] = self.counts.get(name, 0) + int(values.shape[0])
+            if values.shape[0]:
+                self.maxima[name] = max(self.maxima.get(name, -math.inf), float(values.max()))
         return per
 
     def mean(self, name: str) -> float:
@@ -257,6 +261,7 @@ def _assemble(
         out[f"{name}_mean_{unit}"] = totals.mean(name)
         for (label, _), value in zip(PERCENTILES, percentiles[name]):
             out[f"{name}_{label}_{unit}"] = float(value)
+        out[f"{name}_max_{unit}"] = totals.maxima.get(name, NAN)
     out["queueing_delay_mean_s"] = totals.mean("queueing_delay")
     out["output_tokens_per_s"] = totals.output_tokens / duration
     out["requests_per_s"] = totals.finished / duration
