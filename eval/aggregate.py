@@ -9,7 +9,13 @@ policy, and the winner of each metric with how sure we are of it.
   ``exp(mean(log(v_s / ref_s)))``, and its interval is the t interval of the log ratios mapped back
   by ``exp``. Undefined (NaN) where a value is not positive.
 * Winner of a metric at a grid point: the policy with the best mean; it is *significant* when the
-  paired per-seed differences to the runner-up have a 95 % t interval that excludes zero.
+  paired per-seed differences to the runner-up have a 95 % t interval that excludes zero. There is
+  no winner when every value is equal or within noise (the best is not significantly better than
+  the worst either).
+* Intervals shown (tables, plots) are clipped to the metric's range (:func:`interval`): a fraction
+  stays in [0, 1], a count or a time at or above 0; the symmetric half-width is kept in the data.
+* Identical policies (:func:`identical_groups`): policies whose every per-seed figure is equal at a
+  grid point served every request alike there (e.g. two preemption rules without KV pressure).
 """
 
 from __future__ import annotations
@@ -34,25 +40,33 @@ class Metric:
     better: str  # "lower" or "higher"
     scale: float = 1.0  # display multiplier (s -> ms...)
     unit: str = ""
+    low: float = 0.0  # the valid range of the value (before scaling): intervals are clipped to it
+    high: float = math.inf
 
 
 # The metrics of the plots and TensorBoard (results.* and aggregate.csv keep every metric).
 HEADLINE: tuple[Metric, ...] = (
     Metric("e2e_mean_s", "e2e mean", "lower", unit="s"),
     Metric("e2e_p99_s", "e2e p99", "lower", unit="s"),
+    Metric("e2e_max_s", "e2e max", "lower", unit="s"),
     Metric("ttft_mean_s", "TTFT mean", "lower", unit="s"),
     Metric("ttft_p99_s", "TTFT p99", "lower", unit="s"),
+    Metric("ttft_max_s", "TTFT max", "lower", unit="s"),
     Metric("tpot_mean_s", "TPOT mean", "lower", 1000.0, "ms"),
     Metric("normalized_latency_mean_s_per_token", "norm. lat.", "lower", 1000.0, "ms/tok"),
     Metric("output_tokens_per_s", "tokens/s", "higher"),
     Metric("requests_per_s", "req/s", "higher"),
-    Metric("slo_attainment", "SLO att.", "higher", 100.0, "%"),
+    Metric("slo_attainment", "SLO att.", "higher", 100.0, "%", high=1.0),
     Metric("preemptions", "preempt.", "lower"),
 )
 METRICS = {m.key: m for m in HEADLINE}
 RATIO_KEYS = ("e2e_mean_s", "ttft_mean_s")  # ratio columns of the table
-# The columns of the comparison table (narrow enough for a console).
-TABLE_KEYS = ("e2e_mean_s", "e2e_p99_s", "ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "output_tokens_per_s", "slo_attainment", "preemptions")
+# The columns of the comparison table in summary.md, and of its compact console form (100 columns).
+TABLE_KEYS = (
+    "e2e_mean_s", "e2e_p99_s", "e2e_max_s", "ttft_mean_s", "ttft_p99_s", "ttft_max_s", "tpot_mean_s",
+    "output_tokens_per_s", "slo_attainment", "preemptions",
+)  # fmt: skip
+COMPACT_KEYS = ("e2e_mean_s", "e2e_p99_s", "e2e_max_s", "ttft_mean_s", "ttft_max_s")
 
 
 # -- statistics -------------------------------------------------------------------------------------
@@ -91,6 +105,11 @@ def mean_ci(values: Iterable[float]) -> tuple[float, float]:
         return float(v[0]), math.nan
     t = t_quantile(0.5 + CONFIDENCE / 2, v.size - 1)
     return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(v.size))
+
+
+def interval(metric: Metric, mean: float, half_width: float) -> tuple[float, float]:
+    """The 95 % interval ``mean +- half_width`` clipped to the metric's valid range."""
+    return max(mean - half_width, metric.low), min(mean + half_width, metric.high)
 
 
 def paired_ratio(values: dict[int, float], reference: dict[int, float]) -> tuple[float, float, float]:
@@ -163,17 +182,37 @@ def points(cells: list[Cell]) -> dict[tuple, list[Cell]]:
 def winner(cells: list[Cell], metric: Metric) -> tuple[str, bool] | None:
     """(best policy, significant vs the runner-up) among the cells of one grid point.
 
-    None with fewer than two policies with a value, or when the two best means are equal.
+    None with fewer than two policies with a value, when the two best means are equal, or when the
+    best is not significantly better than the worst (every value equal within noise).
     """
     ranked = [c for c in cells if math.isfinite(c.mean.get(metric.key, math.nan))]
     if len(ranked) < 2:
         return None
     sign = 1.0 if metric.better == "lower" else -1.0
     ranked.sort(key=lambda c: sign * c.mean[metric.key])
-    best, second = ranked[0], ranked[1]
+    best, second, worst = ranked[0], ranked[1], ranked[-1]
     if best.mean[metric.key] == second.mean[metric.key]:
         return None
-    a, b = best.values[metric.key], second.values[metric.key]
-    diff, hw = mean_ci([a[s] - b[s] for s in sorted(set(a) & set(b))])
-    significant = math.isfinite(hw) and sign * diff < 0 and abs(diff) > hw
-    return best.policy, significant
+    if not _better(best, worst, metric.key, sign):
+        return None
+    return best.policy, _better(best, second, metric.key, sign)
+
+
+def _better(a: Cell, b: Cell, key: str, sign: float) -> bool:
+    """Whether ``a`` is significantly better than ``b`` on ``key`` (paired t over common seeds)."""
+    va, vb = a.values[key], b.values[key]
+    diff, hw = mean_ci([va[s] - vb[s] for s in sorted(set(va) & set(vb))])
+    return math.isfinite(hw) and sign * diff < 0 and abs(diff) > hw
+
+
+IDENTITY_KEYS = ("e2e_mean_s", "e2e_max_s", "ttft_mean_s", "ttft_max_s", "preemptions", "output_tokens_per_s")
+
+
+def identical_groups(cells: list[Cell]) -> list[list[str]]:
+    """Policies (two or more, in cell order) whose per-seed figures are all equal, among the
+    cells of one grid point: they served every request alike there."""
+    groups: dict[tuple, list[str]] = {}
+    for cell in cells:
+        key = tuple((k, tuple((seed, None if math.isnan(v) else v) for seed, v in sorted(cell.values.get(k, {}).items()))) for k in IDENTITY_KEYS)
+        groups.setdefault(key, []).append(cell.policy)
+    return [g for g in groups.values() if len(g) > 1]

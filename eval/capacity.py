@@ -1,11 +1,18 @@
 """Capacity search: for each policy, the highest load (or rate) it sustains, by bisection.
 
-A probe runs every seed of the evaluation at one load with ``capacity.num_requests`` requests and
-*passes* when
+A probe runs every seed of the evaluation at one load with ``capacity.num_requests`` requests;
+its outcome is
 
-* criterion ``stable``: every seed's stability verdict (``llmsched_env.sim.metrics``) is
-  "stable"; "inconclusive" counts as not stable, so the capacity found is conservative;
-* criterion ``slo``: the mean SLO attainment over seeds is at least ``capacity.slo_attainment``.
+* criterion ``stable``: "pass" when every seed's stability verdict (``llmsched_env.sim.metrics``)
+  is "stable", "fail" when any is "unstable", and "inconclusive" otherwise (no seed unstable, some
+  runs too short for the backlog trend to decide);
+* criterion ``slo``: "pass" when the mean SLO attainment over seeds is at least
+  ``capacity.slo_attainment``, else "fail".
+
+Bisection narrows the bracket on "pass" versus anything else, so an inconclusive probe bounds the
+capacity found from above (it is conservative) but is not a failure: the table reports it apart
+(``0.70 (inconclusive 0.71; fails 1.5)``) and :func:`short_run_warnings` says when runs were too
+short to decide, with the remedy (more requests per probe).
 
 The search first probes both ends of the bracket: if the low end fails the capacity is below the
 range (reported as NaN), if the high end passes it is at least the high end (reported as the high
@@ -38,6 +45,11 @@ class Probe:
     passed: bool
     verdicts: list[str]  # per seed
     slo_attainment: float  # mean over seeds
+    outcome: str = ""  # "pass", "fail" or "inconclusive"; empty: from ``passed``
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            self.outcome = "pass" if self.passed else "fail"
 
 
 @dataclass(eq=False)  # compared and hashed by identity
@@ -58,13 +70,40 @@ class CapacitySearch:
         data["workload"], data["hardware"], data["system"] = data.pop("scenario")
         return data
 
+    def outcome_at(self, x: float) -> str:
+        return next((p.outcome for p in self.probes if p.x == x), "")
 
-def probe_passes(summaries: list[dict[str, Any]], capacity: CapacityConfig) -> bool:
-    """Whether a probe's runs (one summary per seed) pass the criterion."""
+    def lowest_failure(self) -> float:
+        """The lowest probed load that failed (not merely inconclusive); NaN if none."""
+        return min((p.x for p in self.probes if p.outcome == "fail"), default=math.nan)
+
+
+def probe_outcome(summaries: list[dict[str, Any]], capacity: CapacityConfig) -> str:
+    """A probe's outcome from its runs (one summary per seed): "pass", "fail" or "inconclusive"."""
     if capacity.criterion == "stable":
-        return all(s["stability"] == "stable" for s in summaries)
+        verdicts = [s["stability"] for s in summaries]
+        if all(v == "stable" for v in verdicts):
+            return "pass"
+        return "fail" if "unstable" in verdicts else "inconclusive"
     attainment = [s["slo_attainment"] for s in summaries]
-    return sum(attainment) / len(attainment) >= capacity.slo_attainment
+    return "pass" if sum(attainment) / len(attainment) >= capacity.slo_attainment else "fail"
+
+
+def short_run_warnings(searches: list[CapacitySearch], num_requests: int) -> list[str]:
+    """One line per search whose bracket ends on an inconclusive probe: its runs were too short to
+    tell stability there, so the capacity found is only a lower bound."""
+    lines = []
+    for s in searches:
+        edge = s.high if not s.note else s.low  # the lowest probe that did not pass
+        if s.done and s.outcome_at(edge) == "inconclusive":
+            fails = s.lowest_failure()
+            where = f"from {edge:.3g}" + (f" to {fails:.3g} (the lowest failing probe)" if math.isfinite(fails) else "")
+            lines.append(
+                f"capacity: {s.policy} on {s.scenario[0]}: inconclusive {where}: runs of {num_requests:,} requests are too "
+                "short to decide stability there, so the capacity found is a lower bound; more requests per probe "
+                "(--capacity-requests) narrow it"
+            )
+    return lines
 
 
 def next_probes(search: CapacitySearch, tolerance: float) -> list[float]:
@@ -73,7 +112,7 @@ def next_probes(search: CapacitySearch, tolerance: float) -> list[float]:
     if search.low not in tested or search.high not in tested:
         return [x for x in (search.low, search.high) if x not in tested]
     if not tested[search.low]:
-        search.done, search.note = True, "fails at the low end of the range"
+        search.done, search.note = True, f"{search.outcome_at(search.low).replace('fail', 'fails')} at the low end of the range"
     elif tested[search.high]:
         search.done, search.capacity, search.note = True, search.high, "passes at the high end of the range"
     elif search.high - search.low <= tolerance * search.high:
@@ -147,5 +186,6 @@ def search_capacity(
             runs_of_probe = sorted(summaries[(search, x)], key=lambda rec: rec["seed"])
             attainment = sum(r["slo_attainment"] for r in runs_of_probe) / len(runs_of_probe)
             verdicts = [r["stability"] for r in runs_of_probe]
-            record_probe(search, Probe(x, probe_passes(runs_of_probe, cap), verdicts, attainment))
+            outcome = probe_outcome(runs_of_probe, cap)
+            record_probe(search, Probe(x, outcome == "pass", verdicts, attainment, outcome))
         on_round([s for s, _, _ in searches])

@@ -48,6 +48,7 @@ from .report import (
     leaderboard_tables,
     markdown,
     print_console,
+    BOARD_LEGEND,
     scenario_slugs,
 )
 from .runner import RESULTS_JSON, ResultWriter, RunResult, build_grid, run_all, write_json
@@ -335,8 +336,11 @@ def report(
     out = config.out_dir
     cells = aggregate(writer.records, reference)
     tables = grid_tables(cells, reference, config.axis)
+    compact = grid_tables(cells, reference, config.axis, compact=True)
     if searches and config.capacity is not None:
-        tables.append(capacity_table(searches, config.axis, config.capacity.criterion))
+        capacity = capacity_table(searches, config.axis, config.capacity.criterion, config.capacity.num_requests)
+        tables.append(capacity)
+        compact.append(capacity)
     # a suite of scenarios prints its leaderboard; the per-scenario tables go to summary.md
     board = leaderboard_tables(cells, reference) if config.scenarios else []
     header = _header(config, policies, reference, len(writer.results), total, seconds, jobs)
@@ -354,9 +358,12 @@ def report(
 
         write_tensorboard(out / "tb", cells, latencies, searches, policies, reference, slugs, plot_files)
     if console:
-        print_console(board or tables, header, reference)
         if board:
-            print(f"per-scenario tables (TTFT, TPOT, throughput, SLO, stability): {out / 'summary.md'}")
+            print_console(leaderboard_tables(cells, reference, compact=True), header, reference, BOARD_LEGEND.format(ref=reference))
+            print(f"with intervals, and the per-scenario tables (TTFT, TPOT, throughput, SLO, stability): {out / 'summary.md'}")
+        else:
+            print_console(compact, header, reference)
+            print(f"full tables (95 % intervals, p99 TTFT, TPOT, throughput, SLO attainment, preemptions): {out / 'summary.md'}")
         print(f"\nwrote {out}/: results.json, results.csv, aggregate.csv, summary.md"
               + (", plots/" if plot_files else "") + (", tb/" if config.tensorboard else ""))
         if config.tensorboard:

@@ -16,7 +16,7 @@ import pytest
 import baselines
 from eval import EvalConfig, load_eval_config
 from eval.aggregate import Cell, Metric, mean_ci, paired_ratio, t_quantile, winner
-from eval.capacity import CapacitySearch, Probe, next_probes, probe_passes, record_probe
+from eval.capacity import CapacitySearch, Probe, next_probes, probe_outcome, record_probe, short_run_warnings
 from eval.cli import main
 from eval.config import DEFAULT_SIM, CapacityConfig
 from llmsched_env.sim import FCFS, WorkloadConfig, simulate
@@ -162,8 +162,11 @@ def test_winner_and_significance():
     lower = Metric("m", "m", "lower")
     # b beats a by exactly 1 on every seed: significant
     assert winner([cell("a", [3.0, 4.0, 5.0]), cell("b", [2.0, 3.0, 4.0])], lower) == ("b", True)
-    # b is better on average but not on every seed: within noise
-    assert winner([cell("a", [3.0, 4.0, 5.0]), cell("b", [1.0, 5.0, 4.5])], lower) == ("b", False)
+    # b is better on average but not on every seed: within noise of a, but clearly better than c
+    noisy = [cell("a", [3.0, 4.0, 5.0]), cell("b", [1.0, 5.0, 4.5])]
+    assert winner(noisy + [cell("c", [10.0, 11.0, 12.0])], lower) == ("b", False)
+    # ... and with nobody clearly worse, every value is equal within noise: no winner at all
+    assert winner(noisy, lower) is None
     assert winner([cell("a", [3.0, 4.0, 5.0]), cell("b", [2.0, 3.0, 4.0])], Metric("m", "m", "higher")) == ("a", True)
     assert winner([cell("a", [1.0, 2.0]), cell("b", [1.0, 2.0])], lower) is None  # a tie
     assert winner([cell("a", [1.0, 2.0])], lower) is None
@@ -195,11 +198,32 @@ def test_capacity_bisection_by_hand():
 
 def test_probe_criteria():
     stable = CapacityConfig(criterion="stable")
-    assert probe_passes([{"stability": "stable", "slo_attainment": 0.1}] * 2, stable)
-    assert not probe_passes([{"stability": "stable"}, {"stability": "inconclusive"}], stable)
+    assert probe_outcome([{"stability": "stable", "slo_attainment": 0.1}] * 2, stable) == "pass"
+    # an inconclusive run is not a failure; one unstable seed is
+    assert probe_outcome([{"stability": "stable"}, {"stability": "inconclusive"}], stable) == "inconclusive"
+    assert probe_outcome([{"stability": "unstable"}, {"stability": "inconclusive"}], stable) == "fail"
     slo = CapacityConfig(criterion="slo", slo_attainment=0.9)
-    assert probe_passes([{"slo_attainment": 0.8}, {"slo_attainment": 1.0}], slo)  # mean 0.9
-    assert not probe_passes([{"slo_attainment": 0.85}, {"slo_attainment": 0.94}], slo)
+    assert probe_outcome([{"slo_attainment": 0.8}, {"slo_attainment": 1.0}], slo) == "pass"  # mean 0.9
+    assert probe_outcome([{"slo_attainment": 0.85}, {"slo_attainment": 0.94}], slo) == "fail"
+
+
+def test_inconclusive_probes_are_reported_apart_from_failures():
+    """Inconclusive from 0.7 (runs too short), unstable from 1.2: the capacity found is 0.7's
+    passing neighbour, the table says "inconclusive" with the first failure, and a warning says why."""
+    from eval.report import capacity_table
+
+    search = CapacitySearch(("w", "h", None), "fcfs", 0.1, 1.5)
+    while probes := next_probes(search, 0.02):
+        for x in probes:
+            outcome = "pass" if x < 0.7 else "inconclusive" if x < 1.2 else "fail"
+            record_probe(search, Probe(x, outcome == "pass", [], math.nan, outcome))
+    assert search.done and search.capacity < 0.7 and search.outcome_at(search.high) == "inconclusive"
+    assert search.lowest_failure() == pytest.approx(1.5)  # 1.15 was inconclusive, 1.5 failed
+    cell = capacity_table([search], "load", "stable", num_requests=1000).rows[0][1]
+    assert "inconclusive" in cell and "fails 1.50" in cell
+    (warning,) = short_run_warnings([search], 1000)
+    assert "too short" in warning and "--capacity-requests" in warning
+    assert short_run_warnings([bisect(0.97)], 1000) == []  # a real failure: nothing to warn about
 
 
 def test_capacity_search_end_to_end(tmp_path):
@@ -435,3 +459,71 @@ def test_a_bundled_agent_of_a_scenario_grid_runs_on_its_own_scenario():
     assert sorted({(r.policy.label, r.workload) for r in runs}) == [
         ("agent", "mixed-slo"), ("fcfs", "chat-a100-40gb"), ("fcfs", "mixed-slo")
     ]  # fmt: skip
+
+
+# -- tables -------------------------------------------------------------------------------------------
+
+
+def synthetic_records(policies: dict[str, list[float]], workloads=("w",), stability=None, **extra) -> list[dict]:
+    """Records of a grid point per workload: e2e mean per seed for each policy (other metrics follow)."""
+    records = []
+    for workload in workloads:
+        for policy, e2e in policies.items():
+            for seed, value in enumerate(e2e):
+                rec = {"workload": workload, "hardware": "h", "system": None, "load": 0.9, "rate": None, "seed": seed,
+                       "policy": policy, "stability": (stability or {}).get(policy, ["stable"] * len(e2e))[seed],
+                       "e2e_mean_s": value, "e2e_p99_s": 3 * value, "e2e_max_s": 5 * value, "ttft_mean_s": value / 10,
+                       "ttft_p99_s": value / 5, "ttft_max_s": value / 2, "tpot_mean_s": 0.02, "output_tokens_per_s": 100.0,
+                       "slo_attainment": [0.1, 0.9, 0.95][seed % 3], "preemptions": [0, 0, 9][seed % 3]}
+                rec.update(extra)
+                records.append(rec)
+    return records
+
+
+def test_tables_order_clip_stability_and_identical_policies():
+    from eval.aggregate import aggregate
+    from eval.report import grid_tables
+
+    recs = synthetic_records(
+        {"a-policy": [3.0, 4.0, 5.0], "fcfs": [6.0, 7.0, 8.5], "twin": [3.0, 4.0, 5.0], "slow": [9.0, 9.5, 12.0]},
+        stability={"slow": ["stable", "inconclusive", "unstable"], "fcfs": ["inconclusive"] * 3},
+    )
+    (full,) = grid_tables(aggregate(recs, "fcfs"), "fcfs", "load")
+    assert [row[0] for row in full.rows] == ["fcfs", "a-policy", "twin", "slow"]  # reference first, then by mean latency
+    column = {name: i for i, name in enumerate(full.columns)}
+    fcfs, slow = full.rows[0], full.rows[3]
+    # SLO attainment 10 %, 90 %, 95 %: the interval is clipped to [0, 100] %; preemptions 0, 0, 9 to >= 0
+    assert fcfs[column["SLO att. (%)"]].startswith("65.0 [0.0, ") and fcfs[column["SLO att. (%)"]].endswith(", 100.0]")
+    assert fcfs[column["preempt."]] == "3.00 [0.00, 15.91]"  # 3 ±12.91 before clipping
+    assert fcfs[column["stable"]] == "inconclusive 3/3"  # not "stable 0/3"
+    assert slow[column["stable"]] == "stable 1 · inconclusive 1 · unstable 1"
+    assert "identical results on every seed" in full.caption and "a-policy = twin" in full.caption
+    # tokens/s is equal everywhere: nobody is marked best in that column
+    assert all(marks[column["tokens/s"]] == "" for marks in full.marks)
+
+
+def test_no_winner_is_marked_when_all_values_are_equal_within_noise():
+    from eval.aggregate import aggregate
+    from eval.report import grid_tables, leaderboard_tables
+
+    recs = synthetic_records({"fcfs": [8.29, 8.30, 8.28], "b": [8.291, 8.30, 8.28], "c": [8.29, 8.301, 8.28]}, workloads=("w", "v"))
+    cells = aggregate(recs, "fcfs")
+    for table in grid_tables(cells, "fcfs", "load") + leaderboard_tables(cells, "fcfs"):
+        assert not any(mark for marks in table.marks for mark in marks), table.title
+
+
+def test_compact_console_tables_fit_100_columns(capsys):
+    from eval.aggregate import aggregate
+    from eval.report import BOARD_LEGEND, grid_tables, leaderboard_tables, print_console
+
+    names = ["agentic-multiturn", "chat-a100-40gb", "chat-bursty", "code-long-prompt", "llama70b-2xa100", "mixed-slo", "reasoning"]
+    policies = {name: [1.0 + i / 10, 2.0 + i / 9, 3.0 + i / 8] for i, name in enumerate(
+        ["fcfs", "mlfq", "srpt", "mcsf", "trail", "sprpt", "sjf", "swap-first", "cost-aware", "vllm-recompute", "agentic_multiturn_ppo"])}
+    cells = aggregate(synthetic_records(policies, workloads=names), "fcfs")
+    print_console(leaderboard_tables(cells, "fcfs", compact=True), ["header"], "fcfs", BOARD_LEGEND.format(ref="fcfs"))
+    print_console(grid_tables(cells, "fcfs", "load", compact=True), ["header"], "fcfs")
+    out = capsys.readouterr().out
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= 100
+    assert "…" not in out  # nothing cut
+    assert "(1/2)" not in out  # the 7-scenario leaderboard is one table
+    assert "agentic_multiturn_ppo" in out and "srpt (oracle)" in out
