@@ -216,3 +216,28 @@ def identical_groups(cells: list[Cell]) -> list[list[str]]:
         key = tuple((k, tuple((seed, None if math.isnan(v) else v) for seed, v in sorted(cell.values.get(k, {}).items()))) for k in IDENTITY_KEYS)
         groups.setdefault(key, []).append(cell.policy)
     return [g for g in groups.values() if len(g) > 1]
+
+
+def identical_everywhere(cells: list[Cell]) -> list[list[str]]:
+    """Groups of policies identical (per seed) at every grid point where both of a pair ran."""
+    pairs: dict[tuple[str, str], int] = {}
+    present: dict[tuple[str, str], int] = {}
+    groups = points(cells)
+    policies = list(dict.fromkeys(c.policy for c in cells))
+    for point in groups:
+        here = {c.policy for c in groups[point]}
+        same = [set(g) for g in identical_groups(groups[point])]
+        for i, a in enumerate(policies):
+            for b in policies[i + 1 :]:
+                if a in here and b in here:
+                    present[(a, b)] = present.get((a, b), 0) + 1
+                    pairs[(a, b)] = pairs.get((a, b), 0) + any({a, b} <= g for g in same)
+    merged: list[list[str]] = []
+    for (a, b), n in present.items():
+        if pairs.get((a, b)) == n:
+            group = next((g for g in merged if a in g or b in g), None)
+            if group is None:
+                merged.append([a, b])
+            else:
+                group.extend(p for p in (a, b) if p not in group)
+    return merged

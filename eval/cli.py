@@ -38,7 +38,7 @@ from llmsched_env.sim.cost import describe_hardware
 from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
-from .capacity import CapacitySearch, search_capacity
+from .capacity import CapacitySearch, search_capacity, short_run_warnings
 from .config import WORKLOAD_GRID_LOADS, EvalConfig, load_eval_config
 from .policies import ALL_BASELINES, BUNDLED_AGENTS, MODELS_DIR, expand, find_reference
 from .report import (
@@ -357,6 +357,9 @@ def report(
         from .tensorboard import write_tensorboard
 
         write_tensorboard(out / "tb", cells, latencies, searches, policies, reference, slugs, plot_files)
+    if searches and config.capacity is not None:
+        for line in short_run_warnings(searches, config.capacity.num_requests):
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
     if console:
         if board:
             print_console(leaderboard_tables(cells, reference, compact=True), header, reference, BOARD_LEGEND.format(ref=reference))

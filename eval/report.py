@@ -27,6 +27,7 @@ from .aggregate import (
     TABLE_KEYS,
     Cell,
     Metric,
+    identical_everywhere,
     identical_groups,
     interval,
     points,
@@ -313,35 +314,10 @@ def leaderboard_tables(cells: list[Cell], reference: str, compact: bool = False)
             + ("" if compact else " ±half the 95 % interval")
             + "; geomean: over the scenarios; below 1 is better; rows: the reference, then by geomean"
         )
-        if same := _identical_everywhere(cells, columns):
+        if same := identical_everywhere(cells):
             caption += "\n" + identical_note(same).replace("results on every seed", "results on every seed and scenario")
         tables.append(TableData(f"leaderboard: {what} × {reference} ({seeds} seeds)", ["policy"] + headers + ["geomean"], rows, marks, caption))
     return tables
-
-
-def _identical_everywhere(cells: list[Cell], columns: list[tuple]) -> list[list[str]]:
-    """Groups of policies identical (per seed) at every grid point where they all ran."""
-    pairs: dict[tuple[str, str], int] = {}
-    present: dict[tuple[str, str], int] = {}
-    groups = points(cells)
-    policies = list(dict.fromkeys(c.policy for c in cells))
-    for point in columns:
-        here = {c.policy for c in groups[point]}
-        same = [set(g) for g in identical_groups(groups[point])]
-        for i, a in enumerate(policies):
-            for b in policies[i + 1 :]:
-                if a in here and b in here:
-                    present[(a, b)] = present.get((a, b), 0) + 1
-                    pairs[(a, b)] = pairs.get((a, b), 0) + any({a, b} <= g for g in same)
-    merged: list[list[str]] = []
-    for (a, b), n in present.items():
-        if pairs.get((a, b)) == n:
-            group = next((g for g in merged if a in g or b in g), None)
-            if group is None:
-                merged.append([a, b])
-            else:
-                group.extend(p for p in (a, b) if p not in group)
-    return merged
 
 
 def aggregate_csv(cells: list[Cell], axis: str) -> str:
@@ -392,10 +368,9 @@ def print_console(tables: list[TableData], header: list[str], reference: str, fo
 
     console = Console(width=None if Console().is_terminal else CONSOLE_WIDTH)
 
-    def build(data: TableData, columns: list[int], title: str | None, caption: bool = False) -> Table:
+    def build(data: TableData, columns: list[int], title: str | None) -> Table:
         table = Table(
-            title=Text(title) if title else None, caption=Text(data.caption) if data.caption and caption else None,
-            box=box.SIMPLE_HEAD, title_style="bold", title_justify="left", caption_justify="left", pad_edge=False,
+            title=Text(title) if title else None, box=box.SIMPLE_HEAD, title_style="bold", title_justify="left", pad_edge=False,
             collapse_padding=True,
         )  # fmt: skip
         for i in columns:
@@ -418,7 +393,9 @@ def print_console(tables: list[TableData], header: list[str], reference: str, fo
             parts[-1].append(i)
         for n, columns in enumerate(parts):
             title = data.title + (f" ({n + 1}/{len(parts)})" if len(parts) > 1 else "")
-            console.print(build(data, columns, title, caption=n == len(parts) - 1))
+            console.print(build(data, columns, title))
+        if data.caption:  # the console's width, not the table's
+            console.print(data.caption, highlight=False, markup=False)
     console.print(footer or LEGEND.format(ref=reference), highlight=False, markup=False)
 
 

@@ -62,7 +62,7 @@ def test_outputs_exist_and_parse(tiny_run):
     assert "sharegpt · llama2-7b/a100 · load 0.9 · 2 seeds" in summary and "| sjf |" in summary
     with open(tiny_run / "aggregate.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 * 2
-    for name in ("latency_vs_load", "throughput_vs_load", "cdf"):
+    for name in ("latency_vs_load", "tail_vs_load", "cdf"):
         assert (tiny_run / "plots" / f"sharegpt-{name}.png").is_file()
     assert len(list((tiny_run / "runs").glob("*.npz"))) == len(records)
     # the resolved config reads back as the config that ran
@@ -527,3 +527,25 @@ def test_compact_console_tables_fit_100_columns(capsys):
     assert "…" not in out  # nothing cut
     assert "(1/2)" not in out  # the 7-scenario leaderboard is one table
     assert "agentic_multiturn_ppo" in out and "srpt (oracle)" in out
+
+
+# -- plots --------------------------------------------------------------------------------------------
+
+
+def test_plot_styles_are_distinct_and_identical_policies_drawn_once(tmp_path, monkeypatch):
+    from eval import plots
+    from eval.aggregate import aggregate
+
+    names = [f"p{i}" for i in range(10)]
+    style = plots.styles(names)
+    assert len({(s["color"], s["marker"], s["linestyle"]) for s in style.values()}) == 10
+    assert len({s["color"] for s in style.values()}) == 10 and len({s["marker"] for s in style.values()}) == 10
+    recs = synthetic_records({"fcfs": [6.0, 7.0, 8.5], "twin": [6.0, 7.0, 8.5], "sjf": [3.0, 4.0, 5.0]})
+    cells = aggregate(recs, "fcfs")
+    assert plots.merged_policies(cells) == (["fcfs", "sjf"], {"fcfs": "fcfs = twin", "sjf": "sjf"})
+    # one load: a point chart with intervals, not a lone dot per line
+    drawn = []
+    monkeypatch.setattr(plots, "_metric_at_one_load", lambda *args: drawn.append(args[1]) or plots.Path(args[4]).write_bytes(b""))
+    plots.write_plots(cells, {}, [], "load", {("w", "h", None): "w"}, tmp_path)
+    assert drawn == [plots.LATENCY_PANELS, plots.TAIL_PANELS]
+    assert (tmp_path / "w-cdf.png").read_bytes()[:4] == b"\x89PNG"
