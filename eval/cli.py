@@ -356,7 +356,7 @@ def report(
     if config.tensorboard:
         from .tensorboard import write_tensorboard
 
-        write_tensorboard(out / "tb", cells, latencies, searches, policies, reference, slugs, plot_files)
+        write_tensorboard(out / "tb", cells, latencies, searches, policies, reference, slugs, plot_files, config.axis)
     if searches and config.capacity is not None:
         for line in short_run_warnings(searches, config.capacity.num_requests):
             print(f"{PROG}: warning: {line}", file=sys.stderr)
@@ -370,7 +370,8 @@ def report(
         print(f"\nwrote {out}/: results.json, results.csv, aggregate.csv, summary.md"
               + (", plots/" if plot_files else "") + (", tb/" if config.tensorboard else ""))
         if config.tensorboard:
-            print(f"view: tensorboard --logdir {shlex.quote(str(out / 'tb'))}")
+            step = "the load x 1000 (950 = load 0.95)" if config.axis == "load" else "the rate in milli-requests/s"
+            print(f"view: tensorboard --logdir {shlex.quote(str(out / 'tb'))} (one run per policy; the step is {step})")
 
 
 def pooled_latencies(results: list[RunResult]) -> dict[tuple, dict[str, np.ndarray]]:

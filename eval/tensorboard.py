@@ -11,7 +11,8 @@ rate in milli-requests/s:
 * hparams: the policy (label, kind, spec) with the headline metrics at the highest load (and the
   capacities) as its metrics, for the HPARAMS dashboard.
 
-The plots go in one more run, ``tb/_plots``, as images ``plots/<file name>``.
+The plots go in one more run, ``tb/_plots``, as images ``plots/<file name>``. Every run also
+carries a text ``about`` that says how to read the step (TensorBoard's x axis has no unit).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def step(x: float) -> int:
     return int(round(x * 1000))
 
 
+def step_note(axis: str) -> str:
+    """How to read the step of these runs, for TensorBoard's text tab."""
+    if axis == "load":
+        return "The step (x axis) is the load in per mille: step 950 is load 0.95 (arrival rate / the engine's capacity)."
+    return "The step (x axis) is the arrival rate in milli-requests per second: step 2500 is 2.5 requests/s."
+
+
 def run_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,:-]+", "-", label)
 
@@ -47,12 +55,14 @@ def write_tensorboard(
     reference: str,
     slugs: dict[tuple, str],
     plot_files: list[Path],
+    axis: str = "load",
 ) -> None:
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
     for policy in policies:
         writer = SummaryWriter(log_dir=str(tb_dir / run_name(policy.label)))
+        writer.add_text("about", step_note(axis), 0)
         final: dict[str, float] = {}  # hparams metrics: each tag's value at the highest x
         for cell in sorted((c for c in cells if c.policy == policy.label), key=lambda c: c.x):
             slug = slugs[cell.scenario]

@@ -106,6 +106,7 @@ def test_tensorboard_tags(tiny_run):
         assert {"e2e_s/sharegpt", "ttft_s/sharegpt"} <= set(tags["histograms"])
         assert [e.step for e in acc.Scalars("e2e_mean_s/sharegpt")] == [600, 900]
         assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")
+        assert "about/text_summary" in tags["tensors"]  # how to read the step
     # the scalar is the mean over seeds (stored as float32)
     last = acc.Scalars("e2e_mean_s/sharegpt")[-1].value
     assert last == pytest.approx(np.mean([r["e2e_mean_s"] for r in records]), rel=1e-6)

@@ -58,14 +58,14 @@ def tiny_config(tmp_path: Path, algo: str, vec_env: str = "dummy") -> Path:
     return path
 
 
-def event_tags(run_dir: Path) -> set[str]:
+def event_tags(run_dir: Path, kind: str = "scalars") -> set[str]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags: set[str] = set()
-    for events in run_dir.glob("tb/events.out.tfevents.*"):
+    for events in run_dir.glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
-        tags.update(accumulator.Tags()["scalars"])
+        tags.update(accumulator.Tags()[kind] if kind != "hparams" else accumulator.PluginTagToContent("hparams"))
     return tags
 
 
@@ -80,11 +80,15 @@ def test_tiny_training_run_writes_models_config_and_eval_curves(tmp_path, algo, 
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["device"] == "cpu" and run["env_seeds"] == [0, 1] and run["eval_sim_seeds"] == [10000]
     assert len(run["bc_sim_seeds"]) == 2 and 10000 not in run["bc_sim_seeds"]
-    tags = event_tags(out)
+    tags = event_tags(out / "tb")
     for metric in ("e2e_mean", "e2e_p99", "ttft_mean", "throughput"):
+        # the agent and each baseline under the same tag, in runs side by side: one chart overlays them
         assert f"eval/{metric}" in tags
-        assert f"eval/baseline_fcfs_{metric}" in tags and f"eval/baseline_trail_C_0.5_{metric}" in tags
+        assert f"eval/{metric}" in event_tags(out / "tb" / "baseline-fcfs")
+        assert f"eval/{metric}" in event_tags(out / "tb" / "baseline-trail_C_0.5")
     assert {"eval/best_e2e_mean", "bc/imitation_loss", "train/value_loss"} <= tags
+    assert {"config/text_summary", "run/text_summary"} <= event_tags(out / "tb", "tensors")
+    assert "_hparams_/experiment" in event_tags(out / "tb", "hparams")
     model = load_model(out / "final_model.zip")
     assert model.num_timesteps >= 256 and type(model) is (PPO if algo == "ppo" else MaskablePPO)
 

@@ -5,9 +5,10 @@ plays the validation workloads (fixed sim seeds) deterministically and TensorBoa
 
 * ``eval/e2e_mean``, ``eval/e2e_p99``, ``eval/ttft_mean`` (seconds) and ``eval/throughput``
   (output tokens/s), each a mean over the validation workloads;
-* ``eval/baseline_<name>_<metric>`` for every reference baseline: the same figures on the same
-  workloads, computed once (the heuristics are deterministic) and logged at every evaluation, so
-  they draw as constant lines the agent's curve can cross;
+* the same tags for every reference baseline, in a run of its own beside the agent's
+  (``<tb>/baseline-<name>``, so TensorBoard overlays them on the agent's charts): the figures on
+  the same workloads, computed once (the heuristics are deterministic) and logged at every
+  evaluation, so they draw as constant lines the agent's curve can cross;
 * ``eval/best_e2e_mean``; the model with the lowest ``eval/e2e_mean`` so far is saved.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 
 import gymnasium as gym
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import TensorBoardOutputFormat
 
 from .agents import baseline_figures, evaluate
 
@@ -26,6 +28,11 @@ from .agents import baseline_figures, evaluate
 def tag_name(spec: str) -> str:
     """A baseline spec as a TensorBoard tag part: ``trail:C=0.5`` -> ``trail_C_0.5``."""
     return re.sub(r"[^A-Za-z0-9.]+", "_", spec).strip("_")
+
+
+def tensorboard_writer(logger: Any) -> Any:
+    """The SummaryWriter of an SB3 logger's TensorBoard output (None without one)."""
+    return next((f.writer for f in logger.output_formats if isinstance(f, TensorBoardOutputFormat)), None)
 
 
 class ServeEvalCallback(BaseCallback):
@@ -51,13 +58,24 @@ class ServeEvalCallback(BaseCallback):
         self.best_e2e_mean = float("inf")
         self.last_figures: dict[str, float] = {}
         self.baseline_results: dict[str, dict[str, float]] = {}
+        self.baseline_writers: dict[str, Any] = {}
         self._last_eval = 0
 
     def _on_training_start(self) -> None:
         self.eval_env = gym.make(self.env_id, **self.env_kwargs)
         config = self.eval_env.unwrapped.config  # type: ignore[attr-defined]
         self.baseline_results = baseline_figures(config, self.baselines, self.sim_seeds)
+        writer = tensorboard_writer(self.logger)
+        if writer is not None:  # one run per baseline beside the agent's: same tags, overlaid charts
+            from torch.utils.tensorboard import SummaryWriter
+
+            for name in self.baseline_results:
+                self.baseline_writers[name] = SummaryWriter(str(Path(writer.log_dir) / f"baseline-{tag_name(name)}"))
         self.evaluate_now()
+
+    def _on_training_end(self) -> None:
+        for writer in self.baseline_writers.values():
+            writer.close()
 
     def _on_step(self) -> bool:
         if self.eval_freq > 0 and self.num_timesteps - self._last_eval >= self.eval_freq:
@@ -70,9 +88,10 @@ class ServeEvalCallback(BaseCallback):
         self.last_figures = figures
         for metric, value in figures.items():
             self.logger.record(f"eval/{metric}", value)
-        for name, results in self.baseline_results.items():
-            for metric, value in results.items():
-                self.logger.record(f"eval/baseline_{tag_name(name)}_{metric}", value)
+        for name, writer in self.baseline_writers.items():
+            for metric, value in self.baseline_results[name].items():
+                writer.add_scalar(f"eval/{metric}", value, self.num_timesteps)
+            writer.flush()
         if figures["e2e_mean"] < self.best_e2e_mean:
             self.best_e2e_mean = figures["e2e_mean"]
             self.model.save(self.best_model_path)

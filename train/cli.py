@@ -242,6 +242,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
             )
         attach_info(model, config.algo, config.env, config.scenario)
         model.set_logger(configure(str(tb_dir), ["tensorboard"]))
+        log_run_description(model, config, run_info)
         mix = ", ".join(f"{ts.scenario.name} (weight {ts.weight:g})" for ts in config.scenarios)
         say(f"llmsched-train: {config.algo} on {config.env}, scenario {mix}, {config.n_envs} envs, device {device}, run {out}")
 
@@ -288,6 +289,41 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         + f"); last e2e mean {figures.get('e2e_mean', float('nan')):.3f} s; models in {out}"
     )
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+HPARAM_METRICS = ("eval/e2e_mean", "eval/best_e2e_mean", "eval/e2e_p99", "eval/ttft_mean")
+
+
+def hparams_of(config: TrainConfig) -> dict[str, Any]:
+    """The run's settings as flat TensorBoard hyperparameters (scalars; lists and mappings as text)."""
+    flat: dict[str, Any] = {"scenario": " + ".join(f"{ts.scenario.name}:{ts.weight:g}" for ts in config.scenarios)}
+    for key, value in config.to_dict().items():
+        if key == "scenarios":
+            continue
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat.items()}
+
+
+def log_run_description(model: Any, config: TrainConfig, run_info: dict[str, Any]) -> None:
+    """TensorBoard's text tab gets the resolved config and the run info (seeds, versions, command);
+    its HPARAMS tab the settings, with the validation figures as metrics."""
+    import yaml  # type: ignore[import-untyped]
+    from stable_baselines3.common.logger import HParam
+
+    from .callbacks import tensorboard_writer
+
+    writer = tensorboard_writer(model.logger)
+    if writer is None:
+        return
+    for name, data in (("config", config.to_dict()), ("run", run_info)):
+        text = yaml.safe_dump(data, sort_keys=False)
+        writer.add_text(name, "\n".join("    " + line for line in text.splitlines()), 0)  # Markdown code block
+    metrics = {key: 0.0 for key in HPARAM_METRICS}  # values are read from the logged scalars
+    model.logger.record("hparams", HParam(hparams_of(config), metrics), exclude=("stdout", "log", "json", "csv"))
+    model.logger.dump(0)
 
 
 def make_env(config: TrainConfig, **kwargs: Any) -> Any:
