@@ -205,7 +205,7 @@ def test_render_modes():
     for _ in range(5):
         env.step(env.action_space.sample())
     image = env.render()
-    assert image.shape == (128, 256, 3) and image.dtype == np.uint8 and image.min() < 255
+    assert image.shape == (400, 640, 3) and image.dtype == np.uint8 and image.min() < 255
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -350,3 +350,33 @@ def test_preemption_cost_features_and_free_swap_follow_a_swap():
     assert u.engine.free_swap_blocks <= free_blocks_before
     if r.state == RequestState.SWAPPED:
         assert free_blocks_before - u.engine.free_swap_blocks >= blocks
+
+
+def test_rgb_array_is_a_labelled_picture_and_human_draws_with_matplotlib():
+    env = make(render_mode="rgb_array")
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(env.action_space.sample())
+    image = env.render()
+    assert image.shape == (400, 640, 3) and image.dtype == np.uint8
+    # text (titles, axis labels, legend) and both panels: dark pixels well beyond the two lines
+    assert (image.min(axis=2) < 80).mean() > 0.01
+    human = make(render_mode="human")
+    human.reset(seed=0)
+    human.step(human.action_space.sample())  # draws the window (matplotlib; no pygame)
+    assert human.render() is None
+    human.close()
+
+
+@pytest.mark.parametrize("env_id", ["llmsched/Serve-v2", "llmsched/AgentNetwork-v1", "llmsched/Cluster-v0"])
+def test_sb3_make_vec_env(env_id):
+    """SB3's make_vec_env asks for render_mode='rgb_array': every env accepts it."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    kwargs = {"llmsched/Serve-v2": {"num_requests": 30}, "llmsched/AgentNetwork-v1": {"num_jobs": 10}}.get(env_id, {"num_requests": 30})
+    venv = make_vec_env(env_id, n_envs=2, seed=0, env_kwargs=kwargs)
+    venv.reset()
+    venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
+    frames = venv.get_images()
+    assert len(frames) == 2 and frames[0].ndim == 3
+    venv.close()

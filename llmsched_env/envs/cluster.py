@@ -21,6 +21,7 @@ from ..sim.request import Request
 from ..sim.validation import ConfigError, check_choice, check_positive, fail
 from ..sim.workload import WorkloadConfig, mean_lengths
 from .network import _lone_call_seconds
+from .render import Picture
 from .serve import COUNT_SCALE, reset_sim_seed
 
 #: Per-replica observation columns.
@@ -109,7 +110,9 @@ class ClusterEnv(gym.Env):
     ``scenario``: a cluster scenario of ``llmsched_env.scenarios`` (``cluster-chat-multiturn``,
     ``cluster-system-prompt``, ``cluster-hetero``): its replicas, workload and load; only
     ``num_requests`` (default: the scenario's episode length), ``max_time_s``, ``reward_scale``,
-    ``replica_policies`` and ``render_mode`` then apply. Without a scenario:
+    ``replica_policies`` and ``render_mode`` (``ansi``: text; ``rgb_array``: a labelled picture of
+    each replica's KV in use and the requests in the cluster over time, drawn with matplotlib;
+    ``human``: that picture in a matplotlib window, redrawn at each step) then apply. Without a scenario:
     ``num_replicas``; ``hardware`` (a preset name, or a list of one per replica); ``batching``,
     ``max_num_seqs``, ``max_num_batched_tokens``, ``num_gpu_blocks``, ``enable_prefix_caching``
     (every replica; ``engine_kwargs`` for any other ``EngineConfig`` field); ``workload`` (a length
@@ -125,7 +128,7 @@ class ClusterEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
 
     def __init__(
         self,
@@ -208,6 +211,7 @@ class ClusterEnv(gym.Env):
         self._policy_factory = replica_policies
         self.num_replicas = int(num_replicas)
         self.render_mode = render_mode
+        self._picture: Picture | None = None
         self._reward_scale = reward_scale if reward_scale is not None else self._default_reward_scale()
         N = self.num_replicas
         self.observation_space = spaces.Dict(
@@ -245,6 +249,12 @@ class ClusterEnv(gym.Env):
         self.request = self.cluster.next_arrival()
         if self.request is None:
             self.result = self.cluster.finish("agent")
+        if self.render_mode in ("rgb_array", "human"):
+            if self._picture is not None:
+                self._picture.close()
+            names = [f"replica {i}" for i in range(self.num_replicas)]
+            self._picture = Picture(self.render_mode, names, ["requests in the cluster"], "requests", self.metadata["render_fps"])
+            self._record()
         return self._observe(), self._info(invalid=False)
 
     def step(self, action):
@@ -261,7 +271,17 @@ class ClusterEnv(gym.Env):
             self.result = cluster.finish("agent")
         reward = -(cluster.area - area) / self._reward_scale
         truncated = self.result is not None and int(self.result.summary["unfinished"]) > 0
+        self._record()
         return self._observe(), float(reward), self.result is not None and not truncated, truncated, self._info(invalid)
+
+    def _record(self) -> None:
+        """The picture's history (rgb_array and human), and the window redrawn (human)."""
+        cluster = self.cluster
+        if self._picture is None or cluster is None:
+            return
+        self._picture.history.add(cluster.time, tuple(cluster.kv_used(i) for i in range(self.num_replicas)), (cluster.in_system,))
+        if self.render_mode == "human":
+            self.render()
 
     def _check_action(self, action) -> tuple[int, bool]:
         value = np.asarray(action)
@@ -335,10 +355,17 @@ class ClusterEnv(gym.Env):
         return info
 
     # ------------------------------------------------------------------------------ rendering
+    def close(self) -> None:
+        if self._picture is not None:
+            self._picture.close()
+        super().close()
+
     def render(self):
         if self.render_mode is None or self.cluster is None:
             return None
         cluster = self.cluster
+        if self._picture is not None:
+            return self._picture.render(f"t = {cluster.time:,.1f} s, {cluster.arrived:,} requests routed, {cluster.in_system:,} in the cluster")
         lines = [f"t={cluster.time:.3f}s  routed {cluster.arrived}  in system {cluster.in_system}"]
         for i, engine in enumerate(cluster.engines):
             overlap = cluster.prefix_overlap(i, self.request) if self.request is not None else 0.0

@@ -21,6 +21,7 @@ from ..sim.policy import Policy
 from ..sim.predictors import PredictorConfig
 from ..sim.request import Request
 from ..sim.validation import ConfigError, check_choice, check_positive, fail
+from .render import Picture
 from .serve import COUNT_SCALE, _SlotScores
 
 #: Columns added to ``REQUEST_FEATURES`` for each slot (E engines, C classes).
@@ -120,7 +121,9 @@ class AgentNetworkEnv(gym.Env):
     ``max_time_s`` replace the preset's run length; ``rate_scale`` multiplies every class's arrival
     rate; ``predictor`` / ``predictor_sigma`` replace the output-length predictor; ``num_slots`` (K,
     per engine); ``admission_preemption`` (None keeps each engine's own setting, True or False
-    sets it on every engine); ``reward_scale``; ``render_mode`` (``ansi``). Unknown or invalid
+    sets it on every engine); ``reward_scale``; ``render_mode`` (``ansi``: text; ``rgb_array``: a
+    labelled picture of each engine's KV in use and the jobs in the network over time, drawn with
+    matplotlib; ``human``: that picture in a matplotlib window, redrawn at each step). Unknown or invalid
     arguments raise ``ConfigError`` naming the argument and what is allowed.
 
     ## Version History
@@ -131,7 +134,7 @@ class AgentNetworkEnv(gym.Env):
       registered: ``llmsched/AgentNetwork-v0`` is v1 with ``admission_preemption=True``.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
 
     def __init__(
         self,
@@ -196,6 +199,7 @@ class AgentNetworkEnv(gym.Env):
         self.network: Network | None = None
         self.slots: list[list[Request]] = []
         self.result: NetworkResult | None = None
+        self._picture: Picture | None = None
 
     # ------------------------------------------------------------------------------ episode
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -209,7 +213,13 @@ class AgentNetworkEnv(gym.Env):
         self.policy = _AgentScores()
         self.network = Network(self.config, self.policy, seed=self.sim_seed)
         self.result = None
+        if self.render_mode in ("rgb_array", "human"):
+            if self._picture is not None:
+                self._picture.close()
+            self._picture = Picture(self.render_mode, list(self.network.engine_names), ["jobs in the network"], "jobs", self.metadata["render_fps"])
         self._advance()
+        if self.render_mode == "human":
+            self.render()
         return self._observe(), self._info()
 
     def step(self, action):
@@ -226,6 +236,8 @@ class AgentNetworkEnv(gym.Env):
             engine.rescore(())  # take the new scores at the engine's next step
         reward = self._advance()
         truncated = self.result is not None and network.truncated
+        if self.render_mode == "human":
+            self.render()
         return self._observe(), reward, self.result is not None and not truncated, truncated, self._info()
 
     def _advance(self) -> float:
@@ -235,6 +247,9 @@ class AgentNetworkEnv(gym.Env):
         area = network.job_area
         if not network.run_until_epoch():
             self.result = network.finish()
+        if self._picture is not None:
+            kv = tuple(1.0 - e.free_blocks / e.num_blocks for e in network.engines)
+            self._picture.history.add(network.time, kv, (network.jobs_in_system,))
         return -float(network.job_area - area) / self._reward_scale
 
     def _check_scores(self, action) -> np.ndarray:
@@ -347,10 +362,17 @@ class AgentNetworkEnv(gym.Env):
         return info
 
     # ------------------------------------------------------------------------------ rendering
+    def close(self) -> None:
+        if self._picture is not None:
+            self._picture.close()
+        super().close()
+
     def render(self):
         if self.render_mode is None or self.network is None:
             return None
         network = self.network
+        if self._picture is not None:
+            return self._picture.render(f"t = {network.time:,.1f} s, {network.jobs_completed:,} of {network.jobs_arrived:,} jobs done")
         lines = [f"t={network.time:.3f}s  jobs in system {network.jobs_in_system}"]
         for e, (name, engine) in enumerate(zip(network.engine_names, network.engines)):
             queues = "  ".join(

@@ -27,7 +27,7 @@ from ..sim.observe import (
 )
 from ..sim.request import PreemptionMode, RecordBuffer, Request, RequestState
 from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
-from .render import render_ansi, render_rgb
+from .render import Picture, render_ansi
 
 #: the globals of the ``queue`` slot layout (Serve-v2): ``GLOBAL_FEATURES``, then the summary of
 #: the requests left out of the slots (``llmsched_env.sim.observe.HIDDEN_FEATURES``)
@@ -145,7 +145,9 @@ class ServeEnv(gym.Env):
     ## Action Space
 
     * ``rank`` (default): ``Box(-1, 1, (num_slots,), float32)``, a score per slot; **higher scores
-      are served first**. The engine fills every batch in this order under its slot, token and KV
+      are served first**. (A scheduling policy's ``priorities()``, the simulator's policy API, runs
+      the other way: lower is served first; the env negates the agent's scores into priorities.)
+      The engine fills every batch in this order under its slot, token and KV
       limits, so a low score on a running request means it is paused, or preempted when KV runs
       short. Requests outside the slots keep FCFS order behind the visible ones. Scores of empty
       slots are ignored; NaN, infinite or out-of-range scores and wrong shapes are errors (SB3
@@ -182,7 +184,8 @@ class ServeEnv(gym.Env):
       a mean-sized request alone on the engine, so the return is minus the mean response time in
       units of that latency (about -1 at low load, -2 to -20 near capacity).
     * ``slo_goodput``: +1 / ``num_requests`` for each request finishing within ``slo_ttft_s`` and
-      ``slo_tpot_s`` (return = SLO attainment, in [0, 1]).
+      ``slo_tpot_s`` (return = SLO attainment, in [0, 1]); it needs a target: ``slo_ttft_s`` and/or
+      ``slo_tpot_s``, or a scenario with SLO classes (``mixed-slo``), else ``ConfigError``.
     * ``throughput``: output tokens produced during the step / (``num_requests`` x mean output
       length of the mix); the undiscounted return is fixed by the workload if the episode runs to
       the end, so this reward matters with discounting or a time limit (``max_time_s``).
@@ -223,7 +226,9 @@ class ServeEnv(gym.Env):
     ``predictor`` and ``predictor_sigma``; ``reward``, ``reward_scale``, ``slo_ttft_s``,
     ``slo_tpot_s``; ``num_slots``; ``slot_layout`` and ``waiting_slots`` (the observation, above);
     ``action_mode``; ``preemption_control``;
-    ``decision_interval``; ``max_time_s``; and
+    ``decision_interval``; ``max_time_s``; ``render_mode`` (``ansi``: text; ``rgb_array``: a
+    labelled picture of the KV cache in use and the requests in the system over time, drawn with
+    matplotlib; ``human``: that picture in a matplotlib window, redrawn at each step); and
     ``engine_kwargs`` / ``workload_kwargs`` / ``predictor_kwargs`` dicts for any other field of
     ``EngineConfig`` / ``WorkloadConfig`` / ``PredictorConfig``. Unknown or invalid arguments raise
     ``ConfigError`` naming the argument and what is allowed.
@@ -245,7 +250,7 @@ class ServeEnv(gym.Env):
       ``admission_preemption=True``.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
 
     def __init__(self, *, scenario: "str | Scenario | None" = None, render_mode: str | None = None, **options: Any) -> None:
         base = LEGACY_V1 if scenario is None else scenario
@@ -297,7 +302,7 @@ class ServeEnv(gym.Env):
         self.engine: Engine | None = None
         self.slots: list[Request] = []
         self._wakeup_source: Any = None
-        self._history: list[tuple[float, float, int]] = []
+        self._picture: Picture | None = None
 
     @classmethod
     def from_config(cls, config: SimConfig, **options: Any) -> "ServeEnv":
@@ -335,12 +340,18 @@ class ServeEnv(gym.Env):
         self._last_arrival = math.nan
         self._slo_met = 0
         self._tokens_seen = 0
-        self._history = []
+        if self.render_mode in ("rgb_array", "human"):
+            if self._picture is not None:
+                self._picture.close()
+            fps = self.metadata["render_fps"]
+            self._picture = Picture(self.render_mode, [self.config.engine.hardware], ["in the system", "in the batch"], "requests", fps)
         if self._reward_scale is None:
             self._reward_scale = self._default_reward_scale()
         self._finished = False
         self._truncated = False
         self._advance()
+        if self.render_mode == "human":
+            self.render()
         return self._observe(), self._info()
 
     def step(self, action):
@@ -352,6 +363,8 @@ class ServeEnv(gym.Env):
         observation = self._observe()  # before the info: the action mask refers to the new slots
         info = self._info()
         info["invalid_action"] = invalid
+        if self.render_mode == "human":
+            self.render()
         return observation, reward, self._finished and not self._truncated, self._truncated, info
 
     def _act(self, action, checked: bool = False) -> tuple[float, bool]:
@@ -422,9 +435,8 @@ class ServeEnv(gym.Env):
             reward = (engine.tokens_generated - tokens0) / self._reward_scale
         else:
             reward = self._slo_reward(finished0)
-        self._history.append((engine.now, 1.0 - engine.free_blocks / engine.num_blocks, len(engine.live)))
-        if len(self._history) > 2048:
-            del self._history[::2]
+        if self._picture is not None:
+            self._picture.history.add(engine.now, (1.0 - engine.free_blocks / engine.num_blocks,), (len(engine.live), engine.batch_size))
         return float(reward)
 
     def _admit(self, r: Request) -> None:
@@ -575,7 +587,14 @@ class ServeEnv(gym.Env):
             return None
         if self.render_mode == "ansi":
             return render_ansi(self.engine, self.slots)
-        return render_rgb(self._history, self.engine)
+        engine = self.engine
+        assert self._picture is not None
+        return self._picture.render(f"{self.scenario_name}: t = {engine.now:,.1f} s, {engine.completed:,} of {engine.arrived:,} requests done")
+
+    def close(self) -> None:
+        if self._picture is not None:
+            self._picture.close()
+        super().close()
 
 
 def write_observations(envs: Sequence[ServeEnv], requests: np.ndarray, mask: np.ndarray, globals_: np.ndarray) -> None:
