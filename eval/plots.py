@@ -86,7 +86,7 @@ def metric_vs_load(cells: list[Cell], keys: tuple[str, ...], axis: str, title: s
     policies, labels = merged_policies(cells)
     if len({c.x for c in cells}) == 1:
         return _metric_at_one_load(cells, keys, axis, title, path, style, policies, labels)
-    cols = min(3, len(keys))
+    cols = 2 if len(keys) == 4 else min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 2.2, 3.2 * rows), squeeze=False, layout="constrained")
     for ax, key in zip(axes.flat, keys):
@@ -126,7 +126,7 @@ def _metric_at_one_load(cells, keys, axis, title, path, style, policies, labels)
     """Point chart: a row per policy, its mean and 95 % interval, one panel per metric."""
     plt = _pyplot()
     x = cells[0].x
-    cols = min(3, len(keys))
+    cols = 2 if len(keys) == 4 else min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     height = max(2.6, 0.28 * len(policies) + 1.2)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 2.0, height * rows), squeeze=False, layout="constrained")
