@@ -6,9 +6,10 @@ scenarios of ``configs/scenarios/``, each at its own load, 5 seeds, and prints t
 (latency relative to FCFS per policy and scenario, with intervals and a geometric mean).
 ``--config`` reads a YAML eval config; flags override it.
 
-Outputs go to ``--out`` (default ``eval_out/<name>``, ``eval_out/default`` for the default; a
-rerun of the same config replaces the previous outputs there, a different evaluation needs
-``--overwrite`` or another folder): ``results.json`` and ``results.csv`` (one record per
+Outputs go to ``--out`` (default ``eval_out/<name>``: ``eval_out/default`` for the default, and
+for a grid given by flags alone a name from what differs, e.g. ``eval_out/chat-bursty_reasoning``
+for ``--scenarios chat-bursty reasoning``; a rerun of the same config replaces the previous
+outputs there, a different evaluation needs ``--overwrite`` or another folder): ``results.json`` and ``results.csv`` (one record per
 run, written as runs complete), ``runs/<n>.npz`` (per-request records), ``aggregate.csv`` (means,
 95 % intervals, ratios), ``summary.md`` (the console tables), ``config.yaml`` (the resolved
 config, reusable with ``--config``), ``capacity.json`` (with ``--capacity``), PNG plots in
@@ -21,6 +22,8 @@ Exit codes: 0 done; 2 a mistake in the input (one-line message, no traceback); 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import shlex
 import shutil
 import sys
@@ -97,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. sim.engine.batching=vllm")
     p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--out", metavar="DIR", help="output folder (default eval_out/<name>)")
-    p.add_argument("--name", help="evaluation name (default 'default')")
+    p.add_argument("--name", help="evaluation name (default: 'default', or what a grid of flags changes, e.g. chat-bursty_reasoning)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of a different evaluation in the output folder")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard logs")
@@ -177,7 +180,29 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     for key, value in (("plots", args.no_plots), ("tensorboard", args.no_tensorboard), ("save_requests", args.no_requests)):
         if value:
             data[key] = False
-    return EvalConfig.from_dict(data, where=source)
+    config = EvalConfig.from_dict(data, where=source)
+    if args.name is None and args.out is None and not args.config and config.name == DEFAULT_NAME:
+        config = dataclasses.replace(config, name=grid_name(config, EvalConfig.from_dict({})))
+    return config
+
+
+DEFAULT_NAME = "default"  # the built-in evaluation's name, and its folder eval_out/default
+
+
+def grid_name(config: EvalConfig, default: EvalConfig) -> str:
+    """The name of an evaluation given by flags alone: ``default`` for the built-in one, else what
+    differs from it (its scenarios or workloads and its policies, e.g. ``chat-bursty_reasoning``
+    or ``best_model_fcfs_trail``; ``custom`` when only loads, seeds or the like differ), so a grid
+    of one's own gets its own folder and title instead of the main job's."""
+    if _grid(config.to_dict()) == _grid(default.to_dict()):
+        return DEFAULT_NAME
+    parts: list[str] = []
+    if config.scenarios != default.scenarios:
+        parts += list(config.scenarios) or [w.label for w in config.workload_list()]
+    if config.policies != default.policies:
+        parts += [Path(p).stem if p.endswith(".zip") else p for p in config.policies]
+    name = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", "_".join(parts))[:60].strip("-_")
+    return name or "custom"
 
 
 def list_choices() -> str:

@@ -449,6 +449,22 @@ def test_a_different_grid_never_silently_replaces_earlier_results(tmp_path, caps
     assert exit_.value.code == 2
 
 
+def test_a_grid_of_flags_gets_its_own_name_and_folder():
+    from eval.cli import build_parser, config_from_args
+
+    def name(*argv: str) -> str:
+        config = config_from_args(build_parser().parse_args(list(argv)))
+        assert config.out_dir.name == (config.name if "--out" not in argv else argv[argv.index("--out") + 1])
+        return config.name
+
+    assert name() == "default"
+    assert name("--scenarios", "chat-bursty", "reasoning") == "chat-bursty_reasoning"
+    assert name("--policies", "runs/x/best_model.zip", "fcfs", "trail") == "best_model_fcfs_trail"
+    assert name("--num-seeds", "2") == "custom"
+    assert name("--name", "mine", "--num-seeds", "2") == "mine"
+    assert name("--out", "elsewhere", "--num-seeds", "2") == "default"  # the folder is given
+
+
 def test_a_bundled_agent_of_a_scenario_grid_runs_on_its_own_scenario():
     from eval.config import EvalConfig
     from eval.policies import PolicyEntry
