@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--capacity",
         nargs="?",
-        const="",
+        const="stable",
         choices=("stable", "slo"),
-        help="also search each policy's capacity: highest load that is stable (default) or meets the SLO",
+        help="also search each policy's capacity: highest load that is stable (the default, also with a bare --capacity) or meets the SLO",
     )
     p.add_argument("--capacity-requests", type=int, metavar="N", help="requests per capacity probe (default 4000)")
     p.add_argument("--slo-attainment", type=float, metavar="F", help="attainment the slo capacity needs (default 0.9)")

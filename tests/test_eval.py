@@ -463,6 +463,8 @@ def test_a_grid_of_flags_gets_its_own_name_and_folder():
     assert name("--num-seeds", "2") == "custom"
     assert name("--name", "mine", "--num-seeds", "2") == "mine"
     assert name("--out", "elsewhere", "--num-seeds", "2") == "default"  # the folder is given
+    # a bare --capacity is the stable criterion (it was refused by argparse)
+    assert config_from_args(build_parser().parse_args(["--capacity"])).capacity.criterion == "stable"
 
 
 def test_a_bundled_agent_of_a_scenario_grid_runs_on_its_own_scenario():
