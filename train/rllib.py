@@ -366,10 +366,9 @@ def train(config: RLlibConfig, out: Path, address: str | None = None, say: Any =
                 history.append(row)
                 log.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}) + "\n")
                 log.flush()
-                say(
-                    f"llmsched-train: iteration {iteration}/{config.iterations}: {row['env_steps']:,} env steps, "
-                    f"episode return mean {row['episode_return_mean']:.3f}, {row['wall_s']:.0f} s"
-                )
+                returns = row["episode_return_mean"]
+                ended = f"episode return mean {returns:.3f}" if math.isfinite(returns) else "no episode ended yet"
+                say(f"llmsched-train: iteration {iteration}/{config.iterations}: {row['env_steps']:,} env steps, {ended}, {row['wall_s']:.0f} s")
                 if config.checkpoint_freq and iteration % config.checkpoint_freq == 0 and iteration < config.iterations:
                     save_checkpoint(algo, config, out / "checkpoints" / f"iteration_{iteration:05d}")
         checkpoint = save_checkpoint(algo, config, out / "checkpoint")
