@@ -66,7 +66,7 @@ def main() -> int:
     runs = build_grid(config, expand(config.policies))
     print(f"machine: {describe()}; Ray {ray.__version__}")
     print(f"grid: {len(runs)} runs (every baseline on {args.scenario}, {args.requests:,} requests, {args.seeds} seeds)\n")
-    print(f"{'workers':>7}  {'local s':>8}  {'ray s':>7}  {'ray start s':>11}  {'local speed-up':>14}  {'ray speed-up':>12}")
+    print(f"{'workers':>7}  {'local s':>8}  {'ray s':>7}  {'ray start s':>11}  {'local speed-up':>14}  {'ray speed-up':>12}  {'load avg':>8}")
     rows = []
     reference = None
     for n in args.workers:
@@ -83,7 +83,8 @@ def main() -> int:
             return 1
         reference = reference or (local_s, ray_s)
         rows.append((n, local_s, ray_s, startup_s))
-        print(f"{n:>7}  {local_s:>8.1f}  {ray_s:>7.1f}  {startup_s:>11.1f}  {reference[0] / local_s:>14.2f}  {reference[1] / ray_s:>12.2f}")
+        print(f"{n:>7}  {local_s:>8.1f}  {ray_s:>7.1f}  {startup_s:>11.1f}  {reference[0] / local_s:>14.2f}  {reference[1] / ray_s:>12.2f}  "
+              f"{os.getloadavg()[0]:>8.1f}")  # other load on the machine: a busy one flattens the curve
     print("\nrecords identical on both backends at every worker count (wall_s aside)")
     if args.plot:
         import matplotlib

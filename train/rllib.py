@@ -394,9 +394,15 @@ def read_info(path: str | Path) -> dict[str, Any]:
 
 def load_module(path: str | Path) -> SetRankModule:
     """The trained RLModule of a checkpoint (no Ray session needed)."""
+    import logging
+
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    module = RLModule.from_checkpoint(str(Path(path).resolve().joinpath(*MODULE_PATH)))
+    logging.disable(logging.WARNING)  # RLlib warns that its own RLModuleConfig is deprecated, at every restore
+    try:
+        module = RLModule.from_checkpoint(str(Path(path).resolve().joinpath(*MODULE_PATH)))
+    finally:
+        logging.disable(logging.NOTSET)
     module.eval()
     return module  # type: ignore[return-value]
 
