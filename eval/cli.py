@@ -295,6 +295,10 @@ def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False) 
     """Run an evaluation and write its outputs; returns the exit code (0, or 130 if interrupted)."""
     policies = expand(config.policies)
     reference = find_reference(config.reference, policies)
+    if config.backend == "ray":
+        from .ray_runner import import_ray
+
+        import_ray()  # a missing extra fails before the output folder is touched
     out = config.out_dir
     prepare_out_dir(out, config, overwrite)
     (out / "config.yaml").write_text(

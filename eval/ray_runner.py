@@ -3,10 +3,11 @@
 ``llmsched-eval --backend ray`` starts a local Ray (``--jobs`` CPUs, default all) or, with
 ``--ray-address ADDR``, joins a running cluster (``ray start --head`` on one machine, ``ray start
 --address HEAD:6379`` on the others, then ``--ray-address auto`` on a node of it). Each run is
-``eval.runner.execute`` in a Ray worker (one CPU each); the results come back to this process,
-which writes them as they complete through the same callback as the local pool, so the progress
-bar, the streamed outputs and an interrupted run behave as on the local backend, and the same
-seeds give the same records (only ``wall_s`` is a measurement).
+``eval.runner.execute`` (a module-level function: Ray's workers import it by name) in a Ray
+worker, one CPU each; the results come back to this process, which writes them as they complete
+through the same callback as the local pool, so the progress bar, the streamed outputs and an
+interrupted run behave as on the local backend, and the same seeds give the same records (only
+``wall_s`` is a measurement).
 
 Every node needs the project installed (``pip install -e ".[ray]"``) and the data its runs read
 (trace files, trained models) at the same paths. Ray is imported only when this backend runs.
@@ -14,12 +15,12 @@ Every node needs the project installed (``pip install -e ".[ray]"``) and the dat
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, TypeVar
 
 from llmsched_env.sim.validation import ConfigError
 
-if TYPE_CHECKING:
-    from .runner import Run, RunResult
+Run = TypeVar("Run")  # eval.runner's Run and RunResult (this module depends on nothing of it)
+Result = TypeVar("Result")
 
 
 def import_ray() -> Any:
@@ -51,15 +52,17 @@ def init(address: str | None, num_cpus: int | None) -> bool:
 
 
 def run_tasks(
-    runs: list[Run], on_result: Callable[[Run, RunResult], None], tick: Callable[[], Any], max_in_flight: int = 0
+    runs: list[Run],
+    execute: Callable[[Run], Result],
+    on_result: Callable[[Run, Result], None],
+    tick: Callable[[], Any],
+    max_in_flight: int = 0,
 ) -> bool:
-    """Execute ``runs`` as Ray tasks on the connected cluster (at most ``max_in_flight`` at once;
-    0: all submitted, Ray queues them for free CPUs), calling ``on_result`` (then ``tick``) here
-    as each completes. Ctrl-C cancels the tasks not finished and returns False through the
-    caller's handler; an error in a run cancels the others and propagates."""
+    """``execute(run)`` for every run as a Ray task on the connected cluster (at most
+    ``max_in_flight`` at once; 0: all submitted, Ray queues them for free CPUs), calling
+    ``on_result`` (then ``tick``) here as each completes. Ctrl-C (KeyboardInterrupt) and an error
+    in a run cancel the tasks not finished and propagate."""
     ray = import_ray()
-    from .runner import execute
-
     task = ray.remote(num_cpus=1, max_retries=0)(execute)
     queue = list(reversed(runs))
     limit = max_in_flight or len(runs)

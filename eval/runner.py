@@ -143,7 +143,7 @@ def run_all(
         if backend == "ray":
             from .ray_runner import run_tasks
 
-            return run_tasks(runs, on_result, bar.update, max_in_flight=jobs)
+            return run_tasks(runs, execute, on_result, bar.update, max_in_flight=jobs)
         if jobs <= 1 or len(runs) <= 1:
             for run in runs:
                 on_result(run, execute(run))

@@ -67,3 +67,20 @@ def test_ray_backend_streams_results_and_stops_on_interrupt(local_ray, tmp_path)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [f"{i:05d}.npz" for i in sorted(seen)]
     # the session still works after the cancelled tasks
     assert run_all(runs[:2], 0, lambda run, result: seen.append(run.index), backend="ray") is True
+
+
+def test_without_ray_the_backends_say_how_to_install_it(monkeypatch, tmp_path, capsys):
+    import sys
+
+    from eval.policies import load_model
+    from train.cli import main as train_main
+
+    for name in ("ray", "ray.rllib", "train.rllib"):
+        monkeypatch.setitem(sys.modules, name, None)  # what an install without the extra sees
+    assert main([*GRID, "--out", str(tmp_path / "eval"), "--backend", "ray"]) == 2
+    assert 'pip install -e ".[ray]"' in capsys.readouterr().err and not (tmp_path / "eval").exists()
+    assert train_main(["--backend", "rllib", "--out", str(tmp_path / "run")]) == 2
+    assert 'pip install -e ".[ray]"' in capsys.readouterr().err
+    (tmp_path / "checkpoint").mkdir()
+    with pytest.raises(ConfigError, match=r'pip install -e "\.\[ray\]"'):
+        load_model(f"rllib:{tmp_path / 'checkpoint'}")
