@@ -14,6 +14,9 @@ run, written as runs complete), ``runs/<n>.npz`` (per-request records), ``aggreg
 config, reusable with ``--config``), ``capacity.json`` (with ``--capacity``), PNG plots in
 ``plots/`` and TensorBoard logs in ``tb/`` (``tensorboard --logdir <out>/tb``).
 
+``--backend ray`` runs every run as a Ray task (the ``ray`` extra; a local Ray, or the cluster
+of ``--ray-address``), with the same outputs (``eval/ray_runner.py``).
+
 Exit codes: 0 done; 2 a mistake in the input (one-line message, no traceback); 130 interrupted
 (Ctrl-C: the runs that finished are written and reported).
 """

@@ -3,7 +3,9 @@
 Each :class:`Run` is one ``simulate(config, policy, seed=seed)`` call. Runs go to a pool of worker
 processes (``spawn``: safe with torch-based agents) and their results are written as they
 complete (``results.json``, ``results.csv``, ``runs/<n>.npz``), so an interrupted evaluation keeps
-everything that finished. Ctrl-C cancels the runs not started and returns what is done.
+everything that finished. Ctrl-C cancels the runs not started and returns what is done. The
+``ray`` backend runs each :func:`execute` as a Ray task instead (``eval/ray_runner.py``), with
+the same callback.
 """
 
 from __future__ import annotations
