@@ -84,7 +84,7 @@ def load_model(path: str) -> Policy:
 def build(entry: PolicyEntry) -> Policy:
     """A fresh policy (or router) object for one run."""
     if entry.kind == "router":
-        return _routing().parse_router(entry.spec)
+        return load_model(entry.spec) if is_model_path(entry.spec) else _routing().parse_router(entry.spec)
     return load_model(entry.spec) if entry.kind == "model" else _baselines().parse(entry.spec)
 
 
@@ -141,8 +141,9 @@ def expand(specs: tuple[str, ...]) -> list[PolicyEntry]:
             for entry in found:
                 load_model(entry.spec)
         elif is_model_path(spec):
-            load_model(spec)
-            found = [PolicyEntry(Path(spec).name.removesuffix(".zip"), spec, "model")]
+            loaded = load_model(spec)
+            kind = "router" if hasattr(loaded, "route") else "model"  # a routing agent (llmsched-train on a cluster scenario)
+            found = [PolicyEntry(Path(spec).name.removesuffix(".zip"), spec, kind)]
         else:
             found = [PolicyEntry(parse_baseline(spec).name, spec, "baseline")]
         for entry in found:
