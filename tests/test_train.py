@@ -118,6 +118,25 @@ def test_resume_continues_from_a_saved_model(tmp_path):
     assert load_model(second / "final_model.zip").num_timesteps >= 256 + 128
 
 
+def test_interrupt_during_behaviour_cloning_saves_the_model(tmp_path, monkeypatch, capsys):
+    import train.bc
+
+    fits = []
+
+    def interrupted_fit(policy, demos, **kwargs):
+        fits.append(policy)
+        raise KeyboardInterrupt  # Ctrl-C while fitting
+
+    monkeypatch.setattr(train.bc, "behaviour_clone", interrupted_fit)
+    out = tmp_path / "run"
+    assert main(["-c", str(tiny_config(tmp_path, "ppo")), "--out", str(out), "-q"]) == 130
+    assert fits and (out / "final_model.zip").is_file()
+    assert load_model(out / "final_model.zip").num_timesteps == 0  # no PPO after the interrupt
+    captured = capsys.readouterr()
+    assert "interrupted during behaviour cloning: saving the model" in captured.err and "Traceback" not in captured.err
+    assert "llmsched-train: interrupted: 0 PPO steps" in captured.out
+
+
 def tiny_model(mode: str, seed: int = 0):
     env = gym.make("llmsched/Serve-v1", **TINY_ENV, action_mode=mode)
     algo, policy = (PPO, SetRankPolicy) if mode == "rank" else (MaskablePPO, SetAdmitPolicy)
