@@ -15,6 +15,7 @@ Every node needs the project installed (``pip install -e ".[ray]"``) and the dat
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, TypeVar
 
 from llmsched_env.sim.validation import ConfigError
@@ -78,7 +79,10 @@ def run_tasks(
                 on_result(run, ray.get(ref))
                 tick()
         return True
-    except BaseException:
+    except BaseException as err:
+        if isinstance(err, KeyboardInterrupt) and pending:
+            print(f"interrupted: cancelling {len(pending)} Ray task{'s' * (len(pending) != 1)} (their runs in progress are dropped)",
+                  file=sys.stderr, flush=True)  # fmt: skip
         for ref in pending:
             ray.cancel(ref, force=True)
         raise

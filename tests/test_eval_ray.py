@@ -1,5 +1,6 @@
 """The Ray backend of llmsched-eval (eval/ray_runner.py): the same grid gives the same results as the
-local backend, results stream in as runs finish, and an interrupted run keeps what finished.
+local backend, results stream in as runs finish, and an interrupted run keeps what finished and
+resumes (``--resume``) to the results of an uninterrupted one.
 
 The Ray tests share one local Ray session (2 CPUs) and skip when Ray is absent (the ``ray`` extra)."""
 
@@ -69,14 +70,36 @@ def test_ray_backend_streams_results_and_stops_on_interrupt(local_ray, tmp_path)
     assert run_all(runs[:2], 0, lambda run, result: seen.append(run.index), backend="ray") is True
 
 
+def test_an_interrupted_ray_evaluation_resumes_to_the_local_results(local_ray, tmp_path, monkeypatch, capsys):
+    assert main([*GRID, "--out", str(tmp_path / "whole"), "--jobs", "1"]) == 0
+    real_add = ResultWriter.add
+
+    def add_then_interrupt(self, run, result):
+        real_add(self, run, result)
+        if len(self.results) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the driver, while it waits for the tasks
+
+    monkeypatch.setattr(ResultWriter, "add", add_then_interrupt)
+    resumed = tmp_path / "resumed"
+    assert main([*GRID, "--out", str(resumed), "--backend", "ray", "--jobs", "1"]) == 130
+    assert len(json.loads((resumed / "results.json").read_text())) == 2
+    monkeypatch.setattr(ResultWriter, "add", real_add)
+    assert main([*GRID, "--out", str(resumed), "--backend", "ray", "--resume"]) == 0
+    assert "resuming: 2 of 4 runs finished earlier, 2 to run" in capsys.readouterr().err
+    assert records_without_timing(resumed / "results.json") == records_without_timing(tmp_path / "whole" / "results.json")
+
+
 def test_without_ray_the_backends_say_how_to_install_it(monkeypatch, tmp_path, capsys):
     import sys
 
     from eval.policies import load_model
     from train.cli import main as train_main
 
+    import train
+
     for name in ("ray", "ray.rllib", "train.rllib"):
         monkeypatch.setitem(sys.modules, name, None)  # what an install without the extra sees
+    monkeypatch.delattr(train, "rllib", raising=False)  # imported by another test module
     assert main([*GRID, "--out", str(tmp_path / "eval"), "--backend", "ray"]) == 2
     assert 'pip install -e ".[ray]"' in capsys.readouterr().err and not (tmp_path / "eval").exists()
     assert train_main(["--backend", "rllib", "--out", str(tmp_path / "run")]) == 2

@@ -225,6 +225,11 @@ class RLlibConfig:
     def __post_init__(self) -> None:
         if self.env.removeprefix("llmsched_env:") not in ENVS:
             raise fail("env", self.env, "one of " + ", ".join(ENVS))
+        if getattr(self.scenario, "cluster", None) is not None:
+            raise ConfigError(
+                f"scenario {self.scenario.name!r} is a cluster scenario: its agent is a router, trained by the SB3 backend "
+                "(llmsched-train --scenario NAME); the RLlib backend trains one engine's scheduler"
+            )
         options = self.scenario.env
         if options.action_mode != "rank" or options.preemption_control:
             raise ConfigError(
