@@ -65,6 +65,7 @@ def test_config_round_trips_through_its_dict():
         ({"env": "llmsched/Serve-v1"}, "env='llmsched/Serve-v1'"),
         ({"reward_reference": "nope"}, "reward_reference"),
         ({"episodes": 3}, "episodes"),
+        ({"scenario": "cluster-chat-multiturn"}, "cluster scenario"),
     ],
 )
 def test_bad_config_names_the_field(data, match):
