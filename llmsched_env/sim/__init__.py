@@ -1,6 +1,7 @@
 """Pure simulation of an LLM inference engine (no Gymnasium, torch or CLI imports).
 
-The public API in one place; see each module's docstring.
+The public API in one place; see each module's docstring, and ``docs/architecture.md`` for the
+model, the layers, the event loop and how a policy reaches the engine.
 """
 
 import importlib.machinery as _machinery

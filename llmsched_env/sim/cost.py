@@ -503,7 +503,7 @@ A40 = GPUSpec("A40-48GB", memory_bytes=45 * 2**30, pcie_bytes_per_s=25e9)
 GPU_SPECS: dict[str, GPUSpec] = {"a100": A100_80GB, "h100": H100_80GB, "a40": A40, "a100-40gb": A100_40GB}
 
 _FIT_SCRIPT = "benchmarks/fit_cost_models.py"
-# DESIGN fit "B" and the decode-only fit of Vidur's Llama-2-7B A100 iteration times (4,000 random
+# The whole-iteration fit "B" and the decode-only fit of Vidur's Llama-2-7B A100 iteration times (4,000 random
 # batches timed by Vidur's predictor on its A100 profiles); f = 32 layers x 1.39e-7 ms, the c*kv
 # term of the per-layer prefill-attention fit. Re-derived by _FIT_SCRIPT.
 _LLAMA2_7B_A100 = LinearCostModel(
