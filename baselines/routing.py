@@ -35,6 +35,8 @@ from llmsched_env.sim.cluster import Cluster
 from llmsched_env.sim.request import Request
 from llmsched_env.sim.validation import ConfigError, check_known_keys, check_nonnegative, check_number
 
+from .registry import parse_spec
+
 
 def _eligible(request: Request, cluster: Cluster) -> list[int]:
     n = len(cluster.engines)
@@ -215,8 +217,6 @@ def make_router(name: str, **params: Any):
 
 def parse_router(spec: str):
     """A router from ``"name"`` or ``"name:key=value,..."`` (values as in ``baselines.parse``)."""
-    from . import parse_spec
-
     name, params = parse_spec(spec, "router")
     return make_router(name, **params)
 

@@ -19,7 +19,7 @@ import llmsched_env  # noqa: F401  (registers the environments)
 from baselines.network import ClassPriority, MaxPressure, PerEngine, StagePriority, parse
 from llmsched_env.envs.network import AgentNetworkEnv
 from llmsched_env.sim import ConfigError, EngineConfig, LinearCostModel, PredictorConfig, RequestBatch
-from llmsched_env.sim.api import resolve_hardware
+from llmsched_env.sim.cost import resolve_hardware
 from llmsched_env.sim.engine import Engine
 from llmsched_env.sim.network import (
     CALL_FIELDS,

@@ -11,9 +11,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ..sim.api import resolve_hardware
 from ..sim.config import dataclass_from_dict
-from ..sim.cost import CostModel
+from ..sim.cost import lone_request_seconds, resolve_hardware
 from ..sim.network import Network, NetworkConfig, NetworkResult, WorkflowClass, load_network_config, network_buffers
 from ..sim.network_presets import network_preset
 from ..sim.observe import NUM_REQUEST_FEATURES, TIME_SCALE, request_features
@@ -259,7 +258,7 @@ class AgentNetworkEnv(gym.Env):
             for b in buffers:
                 if b.cls == c:
                     cost, budget = costs[b.engine]
-                    t = _lone_call_seconds(cost, budget, round(b.mean_prompt), round(b.mean_output))
+                    t = lone_request_seconds(cost, budget, round(b.mean_prompt), round(b.mean_output))
                     stage_time[b.stage] = max(stage_time[b.stage], t)
             lone.append(sum(stage_time) + (len(wf.stages) - 1) * wf.delay.mean())
             weights.append(_job_share(wf))
@@ -359,19 +358,6 @@ class AgentNetworkEnv(gym.Env):
             kv = 1.0 - engine.free_blocks / engine.num_blocks
             lines.append(f"{name:>8} @{engine.now:.3f}s  batch {engine.batch_size:>4}  kv {kv:5.1%}  calls: {queues}")
         return "\n".join(lines) + "\n"
-
-
-def _lone_call_seconds(cost: CostModel, budget: int, prompt: int, output: int) -> float:
-    """Time of one call alone on an empty engine: budget-sized prefill chunks, then decodes."""
-    prompt, output = max(prompt, 1), max(output, 1)
-    t, done = 0.0, 0
-    while done < prompt:
-        chunk = min(budget, prompt - done)
-        t += cost.iteration_time(chunk, chunk * chunk, chunk * done, 0, 0)
-        done += chunk
-    base, per_ctx = cost.decode_affine(1)
-    steps = output - 1  # the prefill's last iteration emits the first token
-    return t + steps * base + per_ctx * (steps * (prompt + 1) + steps * (steps - 1) / 2)
 
 
 def _job_share(wf: WorkflowClass) -> float:

@@ -11,9 +11,10 @@ from gymnasium import spaces
 
 from ..scenarios import EnvOptions, Scenario, resolve
 from ..sim import EngineConfig, SimConfig, WorkloadConfig
-from ..sim.api import build_engine, resolve_hardware
+from ..sim.api import build_engine
+from ..sim.cost import lone_request_seconds, resolve_hardware
 from ..sim.engine import Engine
-from ..sim.metrics import SLO, TimeSeries, summarize
+from ..sim.metrics import SLO, TimeSeries, request_metrics, slo_met, summarize
 from ..sim.observe import (
     COUNT_SCALE,  # noqa: F401  (re-exported: the network env reads it here)
     DECISION_FEATURES,
@@ -275,8 +276,8 @@ class ServeEnv(gym.Env):
         self.request_feature_names = REQUEST_FEATURES + DECISION_FEATURES if queue else REQUEST_FEATURES
         self.global_feature_names = QUEUE_GLOBAL_FEATURES if queue else GLOBAL_FEATURES
         self.render_mode = render_mode
-        hw = resolve_hardware(self.config.engine)
-        self._num_blocks = hw.num_blocks
+        self._hardware = resolve_hardware(self.config.engine)
+        self._num_blocks = self._hardware.num_blocks
         self._block_size = self.config.engine.block_size
         self._reward_scale = reward_scale
         self._slo = SLO(ttft_s=slo_ttft_s, tpot_s=slo_tpot_s)
@@ -407,9 +408,7 @@ class ServeEnv(gym.Env):
         finished0 = len(self.records)
         more = engine.run_until_epoch()
         if self.action_mode == "admit":
-            for r in engine.events_arrived:
-                if r.state == RequestState.WAITING and r.first_scheduled != r.first_scheduled:
-                    r.held = True
+            engine.hold(engine.events_arrived)  # new arrivals wait for the agent to admit them
         self._track_arrivals(engine.events_arrived)
         if not more:
             engine.finish_run()
@@ -430,41 +429,26 @@ class ServeEnv(gym.Env):
     def _admit(self, r: Request) -> None:
         self._admitted += 1
         self.policy.order[r.id] = float(self._admitted)
-        r.held = False
         assert self.engine is not None
-        self.engine.rescore([r])
+        self.engine.release(r)
 
     def _slo_reward(self, finished_before: int) -> float:
-        columns = self.records.columns
-        met = 0
-        for i in range(finished_before, len(self.records)):
-            if columns["state"][i] != RequestState.FINISHED:
-                continue
-            arrival, first, finish = columns["arrival"][i], columns["first_token_time"][i], columns["finish_time"][i]
-            out = columns["output_len"][i]
-            # the request's own targets: its class's, else the run's (inf: none)
-            ok = first - arrival <= columns["ttft_slo_s"][i]
-            if ok and out > 1:
-                ok = (finish - first) / (out - 1) <= columns["tpot_slo_s"][i]
-            met += int(ok)
-        return met / self.config.workload.num_requests
+        """The requests that finished since ``finished_before`` records and met their SLO targets
+        (``llmsched_env.sim.metrics.slo_met``), over the episode's requests."""
+        met = slo_met(request_metrics(self.records.to_arrays(finished_before)), self._slo)
+        return int(np.count_nonzero(met)) / self.config.workload.num_requests
 
     def _default_reward_scale(self) -> float:
         from ..sim.workload import mean_lengths
 
-        cost = resolve_hardware(self.config.engine).cost
         prompt, output = mean_lengths(self.config.workload)
         n = self.config.workload.num_requests
         if self.reward_kind == "throughput":
             return n * max(output, 1.0)
         if self.reward_kind == "slo_goodput":
             return 1.0
-        p = int(round(prompt))
-        lone = cost.iteration_time(p, p * p, 0, 0, 0)
-        base, per_ctx = cost.decode_affine(1)
-        steps = max(int(round(output)) - 1, 0)
-        lone += steps * base + per_ctx * (steps * (p + 1) + steps * (steps - 1) / 2)
-        return n * lone
+        engine = self.config.engine
+        return n * lone_request_seconds(self._hardware.cost, engine.max_num_batched_tokens, round(prompt), round(output))
 
     # ------------------------------------------------------------------------------ actions
     def _check_scores(self, action) -> np.ndarray:
@@ -536,9 +520,9 @@ class ServeEnv(gym.Env):
 
     def _track_arrivals(self, arrived: list[Request]) -> None:
         for r in arrived:
-            if self._last_arrival == self._last_arrival:  # not NaN
+            if not math.isnan(self._last_arrival):
                 gap = r.arrival - self._last_arrival
-                self._rate_gap = gap if self._rate_gap != self._rate_gap else (1 - RATE_SMOOTHING) * self._rate_gap + RATE_SMOOTHING * gap
+                self._rate_gap = gap if math.isnan(self._rate_gap) else (1 - RATE_SMOOTHING) * self._rate_gap + RATE_SMOOTHING * gap
             self._last_arrival = r.arrival
 
     def _info(self) -> dict[str, Any]:
@@ -564,7 +548,7 @@ class ServeEnv(gym.Env):
                 self.series,
                 duration=max(engine.now, 1e-12),
                 slo=self._slo,
-                kv_bytes_per_block=resolve_hardware(self.config.engine).kv_bytes_per_block,
+                kv_bytes_per_block=self._hardware.kv_bytes_per_block,
                 class_names=self.config.class_names,
             )
         return info

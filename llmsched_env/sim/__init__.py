@@ -11,10 +11,18 @@ import warnings as _warnings
 from . import engine as _engine
 from . import metrics as _metrics
 from . import request as _request
-from .api import SimResult, build_engine, resolve_hardware, simulate
+from .api import SimResult, build_engine, simulate
 from .capacity import sustainable_rate
 from .config import SimConfig, load_config
-from .cost import CostModel, LinearCostModel, ProfileCostModel, StaircaseCostModel, available_hardware, get_hardware
+from .cost import (
+    CostModel,
+    LinearCostModel,
+    ProfileCostModel,
+    StaircaseCostModel,
+    available_hardware,
+    get_hardware,
+    resolve_hardware,
+)
 from .engine import Engine
 from .engine_config import BATCHING_RULES, EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize

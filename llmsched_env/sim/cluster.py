@@ -32,10 +32,10 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .api import request_stream, resolve_hardware
+from .api import request_stream
 from .capacity import sustainable_rate
 from .config import SimConfig
-from .cost import CostModel
+from .cost import CostModel, resolve_hardware
 from .engine import Engine
 from .engine_config import EngineConfig
 from .metrics import SLO, TimeSeries, summarize

@@ -40,9 +40,8 @@ from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-from .api import resolve_hardware
 from .config import dataclass_from_dict
-from .cost import CostModel, LinearCostModel, StaircaseCostModel
+from .cost import CostModel, LinearCostModel, StaircaseCostModel, resolve_hardware
 from .engine import Engine
 from .engine_config import EngineConfig
 from .metrics import SLO, TimeSeries, summarize
@@ -50,6 +49,7 @@ from .network_metrics import JobRecordBuffer, job_summary
 from .policy import FCFS, Policy
 from .predictors import PredictorConfig, make_predictor
 from .request import RecordBuffer, Request, RequestBatch, RequestState
+from .streams import child, generator
 from .validation import ConfigError, check_choice, check_known_keys, check_nonnegative, check_number, check_positive, fail
 from .workload import WorkloadConfig, mean_lengths, sample_lengths
 
@@ -476,9 +476,9 @@ class _ClassStream:
     def __init__(self, index: int, wf: WorkflowClass, predictor_config: PredictorConfig, seed: int, max_time: float) -> None:
         self.index, self.wf, self.seed, self.max_time = index, wf, seed, max_time
         self.predictor = make_predictor(predictor_config)
-        self.rng_gap = np.random.default_rng(self._ss(_ARRIVALS))
-        self.rng_delay = np.random.default_rng(self._ss(_DELAYS))
-        self.rng_pred = np.random.default_rng(self._ss(_PREDICTIONS))
+        self.rng_gap = generator(seed, index, _ARRIVALS)
+        self.rng_delay = generator(seed, index, _DELAYS)
+        self.rng_pred = generator(seed, index, _PREDICTIONS)
         self.chunk = 0
         self.last = 0.0
         self.drawn = 0
@@ -487,9 +487,6 @@ class _ClassStream:
         self.exhausted = False
         self.cut = False  # some arrivals fell at or after the time limit
         self._refill()
-
-    def _ss(self, *key: int) -> np.random.SeedSequence:
-        return np.random.SeedSequence(self.seed, spawn_key=(self.index, *key))
 
     @property
     def next_arrival(self) -> float:
@@ -527,7 +524,7 @@ class _ClassStream:
         for s, stage in enumerate(wf.stages):
             calls, total = [], np.zeros(n, dtype=np.int64)
             for k, call in enumerate(stage):
-                own, output = sample_lengths(call.workload, n, self._ss(_LENGTHS, s, k, self.chunk))
+                own, output = sample_lengths(call.workload, n, child(self.seed, self.index, _LENGTHS, s, k, self.chunk))
                 prompt = own + np.floor(call.context * previous).astype(np.int64)
                 delay = wf.delay.sample(self.rng_delay, n) if s > 0 else np.zeros(n)
                 batch = RequestBatch(arrival_time=np.zeros(n), prompt_len=prompt, output_len=output)
