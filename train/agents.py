@@ -36,6 +36,7 @@ from llmsched_env.envs.serve import ServeEnv
 from llmsched_env.sim import SimConfig, simulate
 from llmsched_env.sim.api import SimResult
 from llmsched_env.sim.policy import Policy
+from llmsched_env.sim.slots import preempt_action
 from llmsched_env.sim.validation import ConfigError
 
 from .config import ALGOS, algo_class
@@ -165,8 +166,8 @@ def act(model: Any, env: gym.Env, observation: dict[str, np.ndarray], encoder: A
         logits = np.full(u.action_space.n, -np.inf)
         logits[:n] = output[:n]
         logits[K] = output[n]  # advance
-        if len(output) > n + 1:  # preemption control: 3 logits per occupied slot
-            logits[K + 1 : K + 1 + 3 * n] = output[n + 1 :]
+        if len(output) > n + 1:  # preemption control: a logit per mode for each occupied slot
+            logits[preempt_action(K, 0, 0) : preempt_action(K, n, 0)] = output[n + 1 :]
         return int(np.argmax(np.where(u.action_masks(), logits, -np.inf)))
     space = u.action_space
     action = np.zeros(space.shape, dtype=np.float32)

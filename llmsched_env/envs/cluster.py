@@ -14,13 +14,13 @@ from ..sim.cluster import Cluster, ClusterConfig, ClusterResult
 from ..sim.config import dataclass_from_dict
 from ..sim.cost import lone_request_seconds, resolve_hardware
 from ..sim.engine_config import EngineConfig
-from ..sim.observe import LENGTH_SCALE
+from ..sim.observe import COUNT_SCALE, LENGTH_SCALE
 from ..sim.policy import Policy
 from ..sim.predictors import PredictorConfig
 from ..sim.request import Request
 from ..sim.validation import ConfigError, check_choice, check_positive, fail
 from ..sim.workload import WorkloadConfig, mean_lengths
-from .serve import COUNT_SCALE, reset_sim_seed
+from .serve import reset_sim_seed
 
 #: Per-replica observation columns.
 REPLICA_FEATURES: tuple[str, ...] = (

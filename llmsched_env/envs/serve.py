@@ -16,24 +16,29 @@ from ..sim.cost import lone_request_seconds, resolve_hardware
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, request_metrics, slo_met, summarize
 from ..sim.observe import (
-    COUNT_SCALE,  # noqa: F401  (re-exported: the network env reads it here)
     DECISION_FEATURES,
     GLOBAL_FEATURES,
     HIDDEN_FEATURES,
-    NUM_GLOBAL_FEATURES,  # noqa: F401  (re-exported)
     REQUEST_FEATURES,
     global_features_into,
     request_features_into,
     select_slots,
 )
 from ..sim.request import PreemptionMode, RecordBuffer, Request, RequestState
+from ..sim.slots import (
+    AdmissionOrderPolicy,
+    SlotScorePolicy,
+    admit_action_count,
+    decode_admit,
+    preempt_action,
+    rank_action_shape,
+)
 from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
 from .render import render_ansi, render_rgb
 
 #: the globals of the ``queue`` slot layout (Serve-v2): ``GLOBAL_FEATURES``, then the summary of
 #: the requests left out of the slots (``llmsched_env.sim.observe.HIDDEN_FEATURES``)
 QUEUE_GLOBAL_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + HIDDEN_FEATURES
-BEYOND = 1.0e6  # priority offset that puts requests outside the slots behind the visible ones
 # Serve-v1's defaults: the default simulation (ShareGPT lengths, Llama-2-7B on an 80 GB A100, load
 # 0.9) in 200-request episodes with 32 slots. Serve-v2 starts from a scenario instead.
 LEGACY_V1 = Scenario(
@@ -43,61 +48,7 @@ LEGACY_V1 = Scenario(
     sim=SimConfig(engine=EngineConfig(hardware="llama2-7b/a100-poly"), workload=WorkloadConfig(num_requests=200)),
     env=EnvOptions(num_slots=32, episode_requests=200, slot_layout="kv-first"),
 )
-# rank mode with preemption control: the columns of each slot's action row
-RANK_COLUMNS = ("score", "evict", "prefer_recompute", "prefer_swap", "prefer_restart")
-ACTION_MODES = ("rank", "admit")
 RATE_SMOOTHING = 0.1  # weight of the newest inter-arrival time in the arrival-rate estimate
-
-
-class _AgentPolicy:
-    """The engine-side policy of the env: priorities from the agent's actions.
-
-    ``wakeup_source`` lets an agent that is itself a policy with wake-ups (e.g. a multi-level
-    feedback queue driven through the env) ask for the decision epochs it needs.
-    """
-
-    name = "agent"
-    dynamic = True
-
-    def __init__(self) -> None:
-        self.wakeup_source: Any = None
-
-    def wakeup(self, requests: Sequence[Request], now: float) -> int | None:
-        return None if self.wakeup_source is None else self.wakeup_source(requests, now)
-
-
-class _SlotScores(_AgentPolicy):
-    """Rank mode: the agent's scores for the visible requests, the others FCFS behind them."""
-
-    name = "agent-rank"
-    dynamic = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scores: dict[int, float] = {}
-        self.modes: dict[int, int] = {}  # preemption control: each visible request's mode
-
-    def preemption_mode(self, request: Request, engine: Engine) -> int | None:
-        return self.modes.get(request.id)
-
-    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
-        scores = self.scores
-        return [scores.get(r.id, BEYOND + r.arrival) for r in requests]
-
-
-class _AdmissionOrder(_AgentPolicy):
-    """Admit mode: requests are served in the order the agent admitted them; the others wait."""
-
-    name = "agent-admit"
-    dynamic = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.order: dict[int, float] = {}
-
-    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
-        order = self.order
-        return [order.get(r.id, BEYOND + r.arrival) for r in requests]
 
 
 class ServeEnv(gym.Env):
@@ -291,10 +242,9 @@ class ServeEnv(gym.Env):
             }
         )
         if action_mode == "rank":
-            shape = (K, len(RANK_COLUMNS)) if preemption_control else (K,)
-            self.action_space = spaces.Box(-1.0, 1.0, shape, np.float32)
+            self.action_space = spaces.Box(-1.0, 1.0, rank_action_shape(K, preemption_control), np.float32)
         else:  # admissions, advance, and with preemption control (slot, mode) preemptions
-            self.action_space = spaces.Discrete(K + 1 + (3 * K if preemption_control else 0))
+            self.action_space = spaces.Discrete(admit_action_count(K, preemption_control))
         self.engine: Engine | None = None
         self.slots: list[Request] = []
         self._wakeup_source: Any = None
@@ -324,7 +274,7 @@ class ServeEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.sim_seed = reset_sim_seed(self.np_random, options)
-        self.policy = _SlotScores() if self.action_mode == "rank" else _AdmissionOrder()
+        self.policy = SlotScorePolicy() if self.action_mode == "rank" else AdmissionOrderPolicy()
         self.policy.wakeup_source = self._wakeup_source
         self.records = RecordBuffer()
         self.series = TimeSeries()
@@ -368,12 +318,10 @@ class ServeEnv(gym.Env):
             slots = self.slots
             n = len(slots)
             if n:
-                ids = [r.id for r in slots]
-                scores = action[:, 0] if self.preemption_control else action
-                self.policy.scores = dict(zip(ids, (-scores[:n]).tolist()))
+                self.policy.set_scores(slots, action[:, 0] if self.preemption_control else action)
                 if self.preemption_control:
                     modes = np.argmax(action[:n, 2:], axis=1).tolist()
-                    self.policy.modes = dict(zip(ids, modes))
+                    self.policy.modes = dict(zip([r.id for r in slots], modes))
                     for i in np.flatnonzero(action[:n, 1] > 0.0).tolist():
                         r = slots[i]
                         if r.state in (RequestState.RUNNING, RequestState.PAUSED):
@@ -384,14 +332,13 @@ class ServeEnv(gym.Env):
             reward = self._advance()
         else:
             choice, invalid = self._check_choice(action)
-            K = self.num_slots
-            if choice < K:
-                self._admit(self.slots[choice])
+            kind, i, mode = decode_admit(choice, self.num_slots)
+            if kind == "admit":
+                self._admit(self.slots[i])
                 reward = 0.0
-            elif choice == K:
+            elif kind == "advance":
                 reward = self._advance()
             else:  # preempt slot i with mode m (no simulated time passes)
-                i, mode = divmod(choice - K - 1, 3)
                 engine.evict(self.slots[i], mode)
                 reward = 0.0
         return reward, invalid
@@ -492,10 +439,9 @@ class ServeEnv(gym.Env):
         for i, r in enumerate(self.slots):
             mask[i] = r.held
             if self.preemption_control and r.blocks > 0 and r.state in (RequestState.RUNNING, RequestState.PAUSED):
-                base = K + 1 + 3 * i
-                mask[base + PreemptionMode.RECOMPUTE] = True
-                mask[base + PreemptionMode.RESTART] = True  # a swap must fit the free swap space:
-                mask[base + PreemptionMode.SWAP] = -(-r.kv_tokens // engine.block_size) <= engine.free_swap_blocks
+                mask[preempt_action(K, i, PreemptionMode.RECOMPUTE)] = True
+                mask[preempt_action(K, i, PreemptionMode.RESTART)] = True  # a swap must fit the free swap space:
+                mask[preempt_action(K, i, PreemptionMode.SWAP)] = -(-r.kv_tokens // engine.block_size) <= engine.free_swap_blocks
         idle = not engine.holders and engine.n_swapped == 0 and not any(
             not r.held and r.state == RequestState.WAITING for r in engine.live
         )
