@@ -281,7 +281,6 @@ class ServeEnv(gym.Env):
         self.engine, self.rate, self.capacity = build_engine(
             self.config, self.policy, seed=self.sim_seed, on_record=self._on_record, series=self.series
         )
-        self._admitted = 0  # admission counter (admit mode)
         self._rate_gap = math.nan  # smoothed inter-arrival time
         self._last_arrival = math.nan
         self._slo_met = 0
@@ -374,8 +373,7 @@ class ServeEnv(gym.Env):
         return float(reward)
 
     def _admit(self, r: Request) -> None:
-        self._admitted += 1
-        self.policy.order[r.id] = float(self._admitted)
+        self.policy.take(r)
         assert self.engine is not None
         self.engine.release(r)
 

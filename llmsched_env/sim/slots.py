@@ -83,18 +83,25 @@ def rank_scores(priorities: Sequence[float], slots: Sequence[Request]) -> np.nda
 class AgentPolicy:
     """An environment's engine-side policy: priorities from the agent's actions.
 
-    ``wakeup_source`` lets an agent that is itself a policy with wake-ups (e.g. a multi-level
-    feedback queue driven through the env) ask for the decision epochs it needs.
+    ``scores`` maps the ids of the requests the agent has placed to their engine scores; the
+    others follow them in FCFS order. ``wakeup_source`` lets an agent that is itself a policy
+    with wake-ups (e.g. a multi-level feedback queue driven through the env) ask for the decision
+    epochs it needs.
     """
 
     name = "agent"
     dynamic = True
 
     def __init__(self) -> None:
+        self.scores: dict[int, float] = {}
         self.wakeup_source: Any = None
 
     def wakeup(self, requests: Sequence[Request], now: float) -> int | None:
         return None if self.wakeup_source is None else self.wakeup_source(requests, now)
+
+    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
+        scores = self.scores
+        return [scores.get(r.id, BEYOND + r.arrival) for r in requests]
 
 
 class SlotScorePolicy(AgentPolicy):
@@ -105,7 +112,6 @@ class SlotScorePolicy(AgentPolicy):
 
     def __init__(self) -> None:
         super().__init__()
-        self.scores: dict[int, float] = {}
         self.modes: dict[int, int] = {}  # preemption control: each visible request's mode
 
     def set_scores(self, slots: Sequence[Request], scores: np.ndarray) -> None:
@@ -114,10 +120,6 @@ class SlotScorePolicy(AgentPolicy):
 
     def preemption_mode(self, request: Request, engine: Any) -> int | None:
         return self.modes.get(request.id)
-
-    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
-        scores = self.scores
-        return [scores.get(r.id, BEYOND + r.arrival) for r in requests]
 
 
 class AdmissionOrderPolicy(AgentPolicy):
@@ -128,11 +130,12 @@ class AdmissionOrderPolicy(AgentPolicy):
 
     def __init__(self) -> None:
         super().__init__()
-        self.order: dict[int, float] = {}
+        self.admitted = 0
 
-    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
-        order = self.order
-        return [order.get(r.id, BEYOND + r.arrival) for r in requests]
+    def take(self, r: Request) -> None:
+        """``r`` is admitted: it is served after every request admitted before it."""
+        self.admitted += 1
+        self.scores[r.id] = float(self.admitted)
 
 
 __all__ = [
