@@ -60,5 +60,6 @@ __all__ = [
     "make",
     "network",
     "parse",
+    "parse_spec",
     "systems",
 ]

@@ -14,6 +14,7 @@ PagedAttention", SOSP 2023), scheduler policy ``fcfs``.
 from __future__ import annotations
 
 import dataclasses
+
 from llmsched_env.sim import policy
 
 from .base import Baseline

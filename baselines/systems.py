@@ -26,8 +26,8 @@ import yaml
 from llmsched_env.sim.config import SimConfig
 from llmsched_env.sim.validation import ConfigError
 
-from .registry import parse
 from .base import Baseline
+from .registry import parse
 
 
 class System(NamedTuple):

@@ -22,7 +22,6 @@ from .capacity import sustainable_rate
 from .config import SimConfig
 from .cost import CostModel, resolve_hardware
 from .engine import Engine, EngineStats
-from .engine_config import EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize
 from .policy import FCFS, Policy
 from .predictors import make_predictor
