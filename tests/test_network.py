@@ -32,8 +32,7 @@ from llmsched_env.sim.network import (
     load_network_config,
     simulate_network,
 )
-from llmsched_env.sim.network_metrics import JOB_RECORD_FIELDS, job_summary
-from llmsched_env.sim.network_presets import available_network_presets, network_preset
+from llmsched_env.sim.network import JOB_RECORD_FIELDS, available_network_presets, job_summary, network_preset
 from llmsched_env.sim.request import RequestState
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "network"
