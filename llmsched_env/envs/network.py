@@ -12,7 +12,15 @@ from gymnasium import spaces
 
 from ..sim.config import dataclass_from_dict
 from ..sim.cost import lone_request_seconds, resolve_hardware
-from ..sim.network import Network, NetworkConfig, NetworkResult, WorkflowClass, load_network_config, network_buffers, network_preset
+from ..sim.network import (
+    Network,
+    NetworkConfig,
+    NetworkResult,
+    WorkflowClass,
+    load_network_config,
+    network_buffers,
+    network_preset,
+)
 from ..sim.observe import COUNT_SCALE, NUM_REQUEST_FEATURES, TIME_SCALE, request_features
 from ..sim.policy import Policy
 from ..sim.predictors import PredictorConfig

@@ -33,7 +33,7 @@ from ..sim.slots import (
     preempt_action,
     rank_action_shape,
 )
-from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
+from ..sim.validation import ConfigError, check_choice, check_nonnegative, fail
 from .render import render_ansi, render_rgb
 
 #: the globals of the ``queue`` slot layout (Serve-v2): ``GLOBAL_FEATURES``, then the summary of

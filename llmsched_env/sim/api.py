@@ -20,11 +20,12 @@ import numpy as np
 
 from .capacity import sustainable_rate
 from .config import SimConfig
-from .cost import CostModel, resolve_hardware
+from .cost import CostModel, ResolvedHardware, resolve_hardware
 from .engine import Engine, EngineStats
+from .engine_config import EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize
 from .policy import FCFS, Policy
-from .predictors import make_predictor
+from .predictors import Predictor, make_predictor
 from .prefix_cache import prefix_summary
 from .request import RecordBuffer, Request, RequestBatch
 from .streams import child, generator
@@ -145,6 +146,37 @@ def build_engine(
         max_time=config.max_time,
     )
     return engine, rate, capacity
+
+
+def build_member_engine(
+    engine: EngineConfig,
+    cost_model: CostModel | None,
+    policy: Policy,
+    predictor: Predictor,
+    *,
+    on_record: Callable[[Request], None],
+    on_stretch: Callable[..., None],
+    max_time: float,
+) -> tuple[Engine, ResolvedHardware]:
+    """An engine with no workload of its own, fed by :meth:`Engine.submit`: a member of a
+    co-simulation (the replicas of :mod:`.cluster`, the engines of :mod:`.network`), charging the
+    predictions of ``predictor``. Returns the engine and its resolved hardware."""
+    hw = resolve_hardware(engine, cost_model)
+    member = Engine(
+        engine,
+        hw.cost,
+        hw.num_blocks,
+        [],
+        policy,
+        swap_block_bytes=hw.swap_block_bytes,
+        swap_seconds_per_block=hw.swap_seconds_per_block,
+        refresh_every=predictor.refresh_every,
+        prediction_cost_s=predictor.cost_s,
+        on_record=on_record,
+        on_stretch=on_stretch,
+        max_time=max_time,
+    )
+    return member, hw
 
 
 def simulate(

@@ -28,7 +28,6 @@ and return seconds.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import functools
 import json
 import math

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..cost import resolve_hardware
+from ..api import build_member_engine
 from ..engine import Engine
 from ..metrics import SLO, TimeSeries, summarize
 from ..predictors import make_predictor
@@ -120,24 +120,17 @@ class Network:
         self.engines: list[Engine] = []
         self._kv_bytes: list[float] = []  # bytes of a KV block, per engine (for the swap figures)
         for i, (spec, engine_policy) in enumerate(zip(config.engines, policies)):
-            hw = resolve_hardware(spec.engine, spec.cost)
-            self._kv_bytes.append(hw.kv_bytes_per_block)
-            self.engines.append(
-                Engine(
-                    spec.engine,
-                    hw.cost,
-                    hw.num_blocks,
-                    [],
-                    engine_policy,
-                    swap_block_bytes=hw.swap_block_bytes,
-                    swap_seconds_per_block=hw.swap_seconds_per_block,
-                    refresh_every=predictor.refresh_every,
-                    prediction_cost_s=predictor.cost_s,
-                    on_record=self._recorder(i),
-                    on_stretch=self.engine_series[spec.name].observe,
-                    max_time=self.max_time,
-                )
+            engine, hw = build_member_engine(
+                spec.engine,
+                spec.cost,
+                engine_policy,
+                predictor,
+                on_record=self._recorder(i),
+                on_stretch=self.engine_series[spec.name].observe,
+                max_time=self.max_time,
             )
+            self.engines.append(engine)
+            self._kv_bytes.append(hw.kv_bytes_per_block)
 
     # ------------------------------------------------------------------------------ stepping
     def _next_build(self, engine: Engine) -> float:
