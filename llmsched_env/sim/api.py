@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -129,17 +129,12 @@ def build_engine(
     hw = resolve_hardware(config.engine, cost_model)
     check_fits(config, hw.num_blocks)
     rate, capacity = arrival_rate(config, cost_model)
-    predictor = make_predictor(config.predictor)
-    engine = Engine(
+    engine = engine_on(
         config.engine,
-        hw.cost,
-        hw.num_blocks,
+        hw,
         request_stream(config, rate, int(seed)),
         policy,
-        swap_block_bytes=hw.swap_block_bytes,
-        swap_seconds_per_block=hw.swap_seconds_per_block,
-        refresh_every=predictor.refresh_every,
-        prediction_cost_s=predictor.cost_s,
+        make_predictor(config.predictor),
         on_record=on_record,
         on_stretch=series.observe if series is not None else None,
         decision_interval=config.decision_interval,
@@ -148,25 +143,27 @@ def build_engine(
     return engine, rate, capacity
 
 
-def build_member_engine(
+def engine_on(
     engine: EngineConfig,
-    cost_model: CostModel | None,
-    policy: Policy,
+    hw: ResolvedHardware,
+    workload: Iterable[RequestBatch],
+    policy: Policy | None,
     predictor: Predictor,
     *,
-    on_record: Callable[[Request], None],
-    on_stretch: Callable[..., None],
+    on_record: Callable[[Request], None] | None,
+    on_stretch: Callable[..., None] | None,
     max_time: float,
-) -> tuple[Engine, ResolvedHardware]:
-    """An engine with no workload of its own, fed by :meth:`Engine.submit`: a member of a
-    co-simulation (the replicas of :mod:`.cluster`, the engines of :mod:`.network`), charging the
-    predictions of ``predictor``. Returns the engine and its resolved hardware."""
-    hw = resolve_hardware(engine, cost_model)
-    member = Engine(
+    decision_interval: int = 0,
+) -> Engine:
+    """The engine of ``engine`` on the resolved hardware ``hw`` serving ``workload`` (request
+    chunks; ``[]`` for an engine fed only by :meth:`Engine.submit`, a member of a co-simulation:
+    the replicas of :mod:`.cluster`, the engines of :mod:`.network`), charging the predictions of
+    ``predictor``. The one place an engine is wired to its hardware."""
+    return Engine(
         engine,
         hw.cost,
         hw.num_blocks,
-        [],
+        workload,
         policy,
         swap_block_bytes=hw.swap_block_bytes,
         swap_seconds_per_block=hw.swap_seconds_per_block,
@@ -174,9 +171,9 @@ def build_member_engine(
         prediction_cost_s=predictor.cost_s,
         on_record=on_record,
         on_stretch=on_stretch,
+        decision_interval=decision_interval,
         max_time=max_time,
     )
-    return member, hw
 
 
 def simulate(

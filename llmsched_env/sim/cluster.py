@@ -32,10 +32,10 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .api import build_member_engine, request_stream
+from .api import engine_on, request_stream
 from .capacity import sustainable_rate
 from .config import SimConfig
-from .cost import CostModel
+from .cost import CostModel, resolve_hardware
 from .engine import Engine
 from .engine_config import EngineConfig
 from .metrics import SLO, TimeSeries, summarize
@@ -203,17 +203,20 @@ class Cluster:
         self.series = [TimeSeries() for _ in range(n)]
         self._kv_bytes: list[float] = []
         for i, (engine_config, policy, cost) in enumerate(zip(config.replicas, policies, costs)):
-            engine, hw = build_member_engine(
-                engine_config,
-                cost,
-                policy,
-                predictor,
-                on_record=self.records[i].append,
-                on_stretch=self.series[i].observe,
-                max_time=self.max_time,
-            )
-            self.engines.append(engine)
+            hw = resolve_hardware(engine_config, cost)
             self._kv_bytes.append(hw.kv_bytes_per_block)
+            self.engines.append(
+                engine_on(
+                    engine_config,
+                    hw,
+                    [],
+                    policy,
+                    predictor,
+                    on_record=self.records[i].append,
+                    on_stretch=self.series[i].observe,
+                    max_time=self.max_time,
+                )
+            )
         self.block_sizes = [e.block_size for e in self.engines]
         self.routed = [0] * n  # requests sent to each replica
         self.arrived = 0

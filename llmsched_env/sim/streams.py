@@ -9,7 +9,8 @@ with the same config and seed sees the same arrivals, lengths and predictions.
 The keys in use: ``simulate`` splits a seed into the workload (0) and the predictions (1)
 (:func:`llmsched_env.sim.api.request_stream`); the workload takes its arrival, length, trace-window
 and prefix streams by the keys of :mod:`llmsched_env.sim.workload`; an agent network gives class
-``i`` the streams ``(i, arrivals | delays | predictions)``.
+``i`` the streams ``(i, arrivals | delays | predictions)``. (The randomised routers of
+``baselines.routing`` seed their own generator from ``[seed, stream]`` at each ``reset``.)
 """
 
 from __future__ import annotations

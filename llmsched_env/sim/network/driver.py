@@ -13,7 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..api import build_member_engine
+from ..api import engine_on
+from ..cost import resolve_hardware
 from ..engine import Engine
 from ..metrics import SLO, TimeSeries, summarize
 from ..predictors import make_predictor
@@ -120,17 +121,20 @@ class Network:
         self.engines: list[Engine] = []
         self._kv_bytes: list[float] = []  # bytes of a KV block, per engine (for the swap figures)
         for i, (spec, engine_policy) in enumerate(zip(config.engines, policies)):
-            engine, hw = build_member_engine(
-                spec.engine,
-                spec.cost,
-                engine_policy,
-                predictor,
-                on_record=self._recorder(i),
-                on_stretch=self.engine_series[spec.name].observe,
-                max_time=self.max_time,
-            )
-            self.engines.append(engine)
+            hw = resolve_hardware(spec.engine, spec.cost)
             self._kv_bytes.append(hw.kv_bytes_per_block)
+            self.engines.append(
+                engine_on(
+                    spec.engine,
+                    hw,
+                    [],
+                    engine_policy,
+                    predictor,
+                    on_record=self._recorder(i),
+                    on_stretch=self.engine_series[spec.name].observe,
+                    max_time=self.max_time,
+                )
+            )
 
     # ------------------------------------------------------------------------------ stepping
     def _next_build(self, engine: Engine) -> float:
