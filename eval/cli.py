@@ -8,7 +8,8 @@ scenarios of ``configs/scenarios/``, each at its own load, 5 seeds, and prints t
 
 Outputs go to ``--out`` (default ``eval_out/<name>``, ``eval_out/default`` for the default; a
 rerun of the same config replaces the previous outputs there, a different evaluation needs
-``--overwrite`` or another folder): ``results.json`` and ``results.csv`` (one record per
+``--overwrite`` or another folder; ``--resume`` instead keeps the runs an interrupted evaluation of
+the same config finished there and runs only the rest): ``results.json`` and ``results.csv`` (one record per
 run, written as runs complete), ``runs/<n>.npz`` (per-request records), ``aggregate.csv`` (means,
 95 % intervals, ratios), ``summary.md`` (the console tables), ``config.yaml`` (the resolved
 config, reusable with ``--config``), ``capacity.json`` (with ``--capacity``), PNG plots in
@@ -50,7 +51,7 @@ from .report import (
     print_console,
     scenario_slugs,
 )
-from .runner import RESULTS_JSON, ResultWriter, RunResult, build_grid, run_all, write_json
+from .runner import RESULTS_JSON, ResultWriter, RunResult, build_grid, finished_cells, run_all, write_json
 
 PROG = "llmsched-eval"
 # Everything an evaluation writes; a rerun into the same folder removes these first.
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="YAML", help="eval config file (configs/eval/*.yaml)")
     p.add_argument("--policies", nargs="+", metavar="POLICY", help="policies to compare")
     p.add_argument("--reference", metavar="POLICY", help="policy the ratios are taken against (default fcfs)")
-    p.add_argument("--scenarios", nargs="+", metavar="NAME", help="named scenarios (llmsched_env.scenarios), 'all' or 'leaderboard' (the default)")
+    p.add_argument("--scenarios", nargs="+", metavar="NAME", help="named scenarios (llmsched_env.scenarios), 'all' (the single-engine ones), 'leaderboard' (the default) or 'clusters' (cluster scenarios: the policies are then routers, default all-routers vs round-robin)")
     p.add_argument("--workloads", nargs="+", metavar="W", help="length presets or trace files (a grid of workloads instead of scenarios)")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--loads", nargs="+", type=float, metavar="X", help="loads (fractions of capacity)")
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output folder (default eval_out/<name>)")
     p.add_argument("--name", help="evaluation name (default 'default')")
     p.add_argument("--overwrite", action="store_true", help="replace the results of a different evaluation in the output folder")
+    p.add_argument(
+        "--resume", action="store_true", help="keep the runs an interrupted evaluation of the same config finished in the output folder; run the rest"
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard logs")
     p.add_argument("--no-requests", action="store_true", help="do not keep per-request records (runs/*.npz)")
@@ -216,6 +220,28 @@ def _grid(data: dict) -> dict:
     return {k: v for k, v in data.items() if k not in OUTPUT_OPTIONS}
 
 
+def check_resumable(out: Path, config: EvalConfig) -> None:
+    """``--resume``: ``out`` must hold an evaluation of the same grid as ``config``."""
+    earlier = out / "config.yaml"
+    if not earlier.is_file():
+        raise ConfigError(
+            f"--resume: out={str(out)!r} holds no earlier evaluation (no config.yaml): expected the folder of an "
+            "interrupted evaluation, or run without --resume"
+        )
+    previous = yaml.safe_load(earlier.read_text()) or {}
+    if _grid(previous) != _grid(config.to_dict()):
+        raise ConfigError(
+            f"--resume: out={str(out)!r} holds a different evaluation (its config.yaml differs from this one): "
+            f"expected the same config (rerun with --config {earlier}) or another folder without --resume"
+        )
+    save = previous.get("save_requests", True)
+    if save != config.save_requests:
+        raise ConfigError(
+            f"--resume: out={str(out)!r} was run with save_requests={save!r}, this one has {config.save_requests!r}: "
+            "expected the same setting (--no-requests or not)"
+        )
+
+
 def prepare_out_dir(out: Path, config: EvalConfig | None = None, overwrite: bool = False) -> None:
     """Create the output folder, removing a previous evaluation's outputs (and nothing else).
 
@@ -285,20 +311,35 @@ def _header(config: EvalConfig, policies: list, reference: str, done: int, total
     ]
 
 
-def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False) -> int:
-    """Run an evaluation and write its outputs; returns the exit code (0, or 130 if interrupted)."""
+def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False, resume: bool = False) -> int:
+    """Run an evaluation and write its outputs; returns the exit code (0, or 130 if interrupted).
+
+    ``resume``: keep the runs an interrupted evaluation of the same config finished in the output
+    folder and run only the others (the outputs are those of an uninterrupted evaluation; the
+    capacity search, if any, runs again)."""
     policies = expand(config.policies)
     reference = find_reference(config.reference, policies)
     out = config.out_dir
-    prepare_out_dir(out, config, overwrite)
+    runs = build_grid(config, policies)
+    finished: list[RunResult] = []
+    if resume:
+        check_resumable(out, config)
+        finished = finished_cells(out, runs, config.save_requests)
+    else:
+        prepare_out_dir(out, config, overwrite)
     (out / "config.yaml").write_text(
         f"# resolved config of this evaluation; rerun with: {PROG} --config {out / 'config.yaml'}\n" + config_text(config)
     )
-    runs = build_grid(config, policies)
-    writer = ResultWriter(out, config.save_requests)
+    writer = ResultWriter(out, config.save_requests, finished)
+    done = {result.record["run"] for result in finished}
+    todo = [run for run in runs if run.index not in done]
+    if resume:
+        print(f"{PROG}: resuming: {len(finished)} of {len(runs)} runs finished earlier, {len(todo)} to run", file=sys.stderr)
     jobs = config.workers
     start = time.perf_counter()
-    completed = run_all(runs, jobs, writer.add)
+    completed = run_all(todo, jobs, writer.add) if todo else True
+    if completed:
+        writer.finish()
     searches: list[CapacitySearch] = []
     if completed and config.capacity is not None:
 
@@ -313,7 +354,7 @@ def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False) 
     if not completed:
         print(
             f"{PROG}: interrupted: {len(writer.results)} of {len(runs)} runs finished; "
-            f"what finished is written to {out}",
+            f"what finished is written to {out} (--resume continues it)",
             file=sys.stderr,
         )
         return 130
@@ -383,7 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.hardware == []:  # a bare --hardware lists the presets
             print(describe_hardware())
             return 0
-        return evaluate(config_from_args(args), overwrite=args.overwrite)
+        if args.resume and args.overwrite:
+            raise ConfigError("--resume and --overwrite are invalid together: expected one of them")
+        return evaluate(config_from_args(args), overwrite=args.overwrite, resume=args.resume)
     except ConfigError as err:
         message = " ".join(str(err).split())  # one line
         print(f"{PROG}: error: {message}", file=sys.stderr)

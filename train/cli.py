@@ -158,11 +158,28 @@ def run_directory(config: TrainConfig, args: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .router import is_cluster_scenario
+
+        if args.scenario and is_cluster_scenario(_weighted(args.scenario[0])["scenario"]):
+            return _train_router(args)
         config = resolve_config(args)
         return train(config, args)
     except ConfigError as err:
         print(f"llmsched-train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _train_router(args: argparse.Namespace) -> int:
+    """A cluster scenario trains a routing agent (train.router)."""
+    from .router import config_from_args, train_router
+
+    config = config_from_args(args, parse_pairs)
+    out = Path(args.out) if args.out else Path(args.log_folder) / f"{config.scenario}__ppo_mask__{config.seed}__{int(time.time())}"
+    tb_dir = Path(args.tensorboard_log) / out.name if args.tensorboard_log else out / "tb"
+    if args.num_threads is not None and args.num_threads < 1:
+        raise ConfigError(f"--num-threads={args.num_threads} is invalid: expected an integer >= 1")
+    progress = True if args.progress is None else bool(args.progress)
+    return train_router(config, out, tb_dir, args.quiet, progress, args.num_threads)
 
 
 def train(config: TrainConfig, args: argparse.Namespace) -> int:
@@ -245,7 +262,17 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         mix = ", ".join(f"{ts.scenario.name} (weight {ts.weight:g})" for ts in config.scenarios)
         say(f"llmsched-train: {config.algo} on {config.env}, scenario {mix}, {config.n_envs} envs, device {device}, run {out}")
 
-        bc_seconds = _warm_start(model, config, bc_seeds, say, progress=config.progress_bar and not args.quiet) if bc_seeds else 0.0
+        bc_seconds = 0.0
+        interrupted = False
+        if bc_seeds:
+            bc_start = time.perf_counter()
+            try:
+                bc_seconds = _warm_start(model, config, bc_seeds, say, progress=config.progress_bar and not args.quiet)
+            except KeyboardInterrupt:  # keep the policy as far as cloning got; no PPO
+                interrupted = True
+                bc_seconds = time.perf_counter() - bc_start
+                model.policy.set_training_mode(False)
+                print("llmsched-train: interrupted during behaviour cloning: saving the model as it is", file=sys.stderr)
 
         callbacks: list[Any] = [
             ServeEvalCallback(
@@ -263,14 +290,14 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
                 f"{config.n_envs} envs), so -n {config.n_timesteps:,} runs {runs:,} steps", file=sys.stderr,
             )  # fmt: skip
         start = time.perf_counter()
-        interrupted = False
         try:
-            model.learn(
-                config.n_timesteps,
-                callback=CallbackList(callbacks),
-                progress_bar=config.progress_bar and not args.quiet,
-                reset_num_timesteps=resume is None,
-            )
+            if not interrupted:
+                model.learn(
+                    config.n_timesteps,
+                    callback=CallbackList(callbacks),
+                    progress_bar=config.progress_bar and not args.quiet,
+                    reset_num_timesteps=resume is None,
+                )
         except KeyboardInterrupt:
             interrupted = True
         elapsed = time.perf_counter() - start
@@ -281,12 +308,14 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
     evaluation: ServeEvalCallback = callbacks[0]
     figures = evaluation.last_figures
     timing = f"{model.num_timesteps:,} PPO steps in {elapsed:.0f} s" + (f" after {bc_seconds:.0f} s of behaviour cloning" if bc_seconds else "")
-    print(
-        f"llmsched-train: {'interrupted' if interrupted else 'done'}: {timing}; "
+    validation = (
         f"best validation e2e mean {evaluation.best_e2e_mean:.3f} s ("
         + ", ".join(f"{name} {r['e2e_mean']:.3f}" for name, r in evaluation.baseline_results.items())
-        + f"); last e2e mean {figures.get('e2e_mean', float('nan')):.3f} s; models in {out}"
+        + f"); last e2e mean {figures.get('e2e_mean', float('nan')):.3f} s; "
+        if evaluation.baseline_results
+        else "no validation yet; "
     )
+    print(f"llmsched-train: {'interrupted' if interrupted else 'done'}: {timing}; {validation}models in {out}")
     return EXIT_INTERRUPTED if interrupted else 0
 
 
