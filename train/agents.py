@@ -116,6 +116,11 @@ def read_info(path: str | Path) -> dict[str, Any]:
     return info
 
 
+def is_router_model(info: dict[str, Any]) -> bool:
+    """Whether a saved model (its ``llmsched_info``) routes requests across a cluster's replicas."""
+    return str(info["env_id"]).removeprefix("llmsched_env:").startswith("llmsched/Cluster")
+
+
 def load_model(path: str | Path, device: str = "cpu", env: Any = None) -> Any:
     """Load a model saved by ``llmsched-train`` with the right SB3 class."""
     info = read_info(path)
@@ -277,10 +282,8 @@ def load_policy(path: str | Path, device: str = "cpu") -> TrainedAgent:
     path = Path(path)
     info = read_info(path)
     model = load_model(path, device=device)
-    if info["env_id"].removeprefix("llmsched_env:").startswith("llmsched/Cluster"):
-        from .router import load_router
-
-        return load_router(path, model)  # type: ignore[return-value]  # a routing agent: a Router for cluster grids
+    if is_router_model(info):
+        raise ConfigError(f"model {str(path)!r} is a routing agent ({info['env_id']}): load it with train.router.load_policy")
     options = dict(info["agent_options"])
     options.setdefault("slot_layout", default_layout(info["env_id"]))  # models saved before the option
     return TrainedAgent(name=path.name.removesuffix(".zip"), model=model, options=options, encoder=trace_encoder(model))
