@@ -182,6 +182,10 @@ class ServeEnv(gym.Env):
 
     ## Version History
 
+    * All versions: the default ``reward_scale`` takes the lone request's latency with its prefill
+      chunked by the token budget (it assumed one whole prefill). Dynamics and observations are
+      unchanged; returns move by under 0.1 % on the default scenarios and by about 3 % where prompts
+      exceed the budget (``agentic-multiturn``). Give ``reward_scale`` to keep a scale fixed.
     * v2: built from a scenario (default ``chat-a100-40gb``: ShareGPT on a 40 GB A100, load 0.95,
       1,000-request episodes, 64 slots), where the order of service changes response times;
       keywords override the scenario and unknown ones name the closest known keyword. Requests
