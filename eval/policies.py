@@ -89,6 +89,9 @@ def load_model(path: str) -> Policy:
             "(the training package), which is not installed"
         )
     try:
+        is_router = getattr(agents, "is_router_model", None)
+        if is_router is not None and is_router(agents.read_info(path)):  # a routing agent (llmsched-train on a cluster scenario)
+            return importlib.import_module("train.router").load_policy(path)
         return agents.load_policy(path)
     except ConfigError:
         raise

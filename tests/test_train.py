@@ -490,8 +490,8 @@ def test_a_cluster_scenario_trains_a_router_that_eval_runs_as_a_router(tmp_path)
     from eval.policies import expand
     from llmsched_env import scenarios
     from llmsched_env.sim.cluster import Cluster
-    from train.agents import load_policy
     from train.cli import main as train_main
+    from train.router import load_policy
 
     out = tmp_path / "router"
     code = train_main([

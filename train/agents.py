@@ -36,6 +36,7 @@ from llmsched_env.envs.serve import ServeEnv
 from llmsched_env.sim import SimConfig, simulate
 from llmsched_env.sim.api import SimResult
 from llmsched_env.sim.policy import Policy
+from llmsched_env.sim.slots import preempt_action
 from llmsched_env.sim.validation import ConfigError
 
 from .config import ALGOS, algo_class
@@ -121,6 +122,11 @@ def read_info(path: str | Path) -> dict[str, Any]:
     return info
 
 
+def is_router_model(info: dict[str, Any]) -> bool:
+    """Whether a saved model (its ``llmsched_info``) routes requests across a cluster's replicas."""
+    return str(info["env_id"]).removeprefix("llmsched_env:").startswith("llmsched/Cluster")
+
+
 def load_model(path: str | Path, device: str = "cpu", env: Any = None) -> Any:
     """Load a model saved by ``llmsched-train`` with the right SB3 class."""
     info = read_info(path)
@@ -171,8 +177,8 @@ def act(model: Any, env: gym.Env, observation: dict[str, np.ndarray], encoder: A
         logits = np.full(u.action_space.n, -np.inf)
         logits[:n] = output[:n]
         logits[K] = output[n]  # advance
-        if len(output) > n + 1:  # preemption control: 3 logits per occupied slot
-            logits[K + 1 : K + 1 + 3 * n] = output[n + 1 :]
+        if len(output) > n + 1:  # preemption control: a logit per mode for each occupied slot
+            logits[preempt_action(K, 0, 0) : preempt_action(K, n, 0)] = output[n + 1 :]
         return int(np.argmax(np.where(u.action_masks(), logits, -np.inf)))
     space = u.action_space
     action = np.zeros(space.shape, dtype=np.float32)
@@ -293,10 +299,8 @@ def load_policy(path: str | Path, device: str = "cpu") -> TrainedAgent:
     path = Path(path)
     info = read_info(path)
     model = load_model(path, device=device)
-    if info["env_id"].removeprefix("llmsched_env:").startswith("llmsched/Cluster"):
-        from .router import load_router
-
-        return load_router(path, model)  # type: ignore[return-value]  # a routing agent: a Router for cluster grids
+    if is_router_model(info):
+        raise ConfigError(f"model {str(path)!r} is a routing agent ({info['env_id']}): load it with train.router.load_policy")
     options = dict(info["agent_options"])
     options.setdefault("slot_layout", default_layout(info["env_id"]))  # models saved before the option
     return TrainedAgent(name=path.name.removesuffix(".zip"), model=model, options=options, encoder=trace_encoder(model))
