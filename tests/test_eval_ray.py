@@ -92,10 +92,9 @@ def test_an_interrupted_ray_evaluation_resumes_to_the_local_results(local_ray, t
 def test_without_ray_the_backends_say_how_to_install_it(monkeypatch, tmp_path, capsys):
     import sys
 
+    import train
     from eval.policies import load_model
     from train.cli import main as train_main
-
-    import train
 
     for name in ("ray", "ray.rllib", "train.rllib"):
         monkeypatch.setitem(sys.modules, name, None)  # what an install without the extra sees
