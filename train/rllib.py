@@ -453,10 +453,10 @@ def load_policy(path: str | Path, name: str | None = None) -> RLlibAgent:
 
 def main_note(checkpoint: Path, history: list[dict[str, float]]) -> str:
     """The closing line of a run."""
-    last = history[-1] if history else {"env_steps": 0, "wall_s": 0.0, "episode_return_mean": math.nan}
+    last = history[-1] if history else {"env_steps": 0, "wall_s": 0.0}
+    returns = [row["episode_return_mean"] for row in history if math.isfinite(row["episode_return_mean"])]
+    ended = f"last episode return mean {returns[-1]:.3f}" if returns else "no episode ended"
     return (
         f"llmsched-train: done: {len(history)} PPO iterations, {int(last['env_steps']):,} env steps in {last['wall_s']:.0f} s; "
-        f"last episode return mean {last['episode_return_mean']:.3f}; checkpoint {checkpoint} "
-        f"(evaluate: llmsched-eval --policies fcfs rllib:{checkpoint})"
+        f"{ended}; checkpoint {checkpoint} (evaluate: llmsched-eval --policies fcfs rllib:{checkpoint})"
     )
-
