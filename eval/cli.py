@@ -9,11 +9,16 @@ scenarios of ``configs/scenarios/``, each at its own load, 5 seeds, and prints t
 Outputs go to ``--out`` (default ``eval_out/<name>``: ``eval_out/default`` for the default, and
 for a grid given by flags alone a name from what differs, e.g. ``eval_out/chat-bursty_reasoning``
 for ``--scenarios chat-bursty reasoning``; a rerun of the same config replaces the previous
-outputs there, a different evaluation needs ``--overwrite`` or another folder): ``results.json`` and ``results.csv`` (one record per
+outputs there, a different evaluation needs ``--overwrite`` or another folder; ``--resume`` instead
+keeps the runs an interrupted evaluation of the same config finished there and runs only the
+rest): ``results.json`` and ``results.csv`` (one record per
 run, written as runs complete), ``runs/<n>.npz`` (per-request records), ``aggregate.csv`` (means,
 95 % intervals, ratios), ``summary.md`` (the console tables), ``config.yaml`` (the resolved
 config, reusable with ``--config``), ``capacity.json`` (with ``--capacity``), PNG plots in
 ``plots/`` and TensorBoard logs in ``tb/`` (``tensorboard --logdir <out>/tb``).
+
+``--backend ray`` runs every run as a Ray task (the ``ray`` extra; a local Ray, or the cluster
+of ``--ray-address``), with the same outputs (``eval/ray_runner.py``).
 
 Exit codes: 0 done; 2 a mistake in the input (one-line message, no traceback); 130 interrupted
 (Ctrl-C: the runs that finished are written and reported).
@@ -42,7 +47,7 @@ from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
 from .capacity import CapacitySearch, search_capacity, short_run_warnings
-from .config import WORKLOAD_GRID_LOADS, EvalConfig, load_eval_config
+from .config import BACKENDS, WORKLOAD_GRID_LOADS, EvalConfig, load_eval_config
 from .policies import ALL_BASELINES, BUNDLED_AGENTS, MODELS_DIR, expand, find_reference
 from .report import (
     aggregate_csv,
@@ -54,7 +59,7 @@ from .report import (
     BOARD_LEGEND,
     scenario_slugs,
 )
-from .runner import RESULTS_JSON, ResultWriter, RunResult, build_grid, run_all, write_json
+from .runner import RESULTS_JSON, ResultWriter, RunResult, build_grid, finished_cells, run_all, write_json
 
 PROG = "llmsched-eval"
 # Everything an evaluation writes; a rerun into the same folder removes these first.
@@ -72,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="YAML", help="eval config file (configs/eval/*.yaml)")
     p.add_argument("--policies", nargs="+", metavar="POLICY", help="policies to compare")
     p.add_argument("--reference", metavar="POLICY", help="policy the ratios are taken against (default fcfs)")
-    p.add_argument("--scenarios", nargs="+", metavar="NAME", help="named scenarios (llmsched_env.scenarios), 'all' or 'leaderboard' (the default)")
+    p.add_argument("--scenarios", nargs="+", metavar="NAME", help="named scenarios (llmsched_env.scenarios), 'all' (the single-engine ones), 'leaderboard' (the default) or 'clusters' (cluster scenarios: the policies are then routers, default all-routers vs round-robin)")
     p.add_argument("--workloads", nargs="+", metavar="W", help="length presets or trace files (a grid of workloads instead of scenarios)")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--loads", nargs="+", type=float, metavar="X", help="loads (fractions of capacity)")
@@ -98,10 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity-requests", type=int, metavar="N", help="requests per capacity probe (default 4000)")
     p.add_argument("--slo-attainment", type=float, metavar="F", help="attainment the slo capacity needs (default 0.9)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. sim.engine.batching=vllm")
-    p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores; ray: the local Ray's CPUs, "
+                   "or with --ray-address the most runs in flight)")
+    p.add_argument("--backend", choices=BACKENDS, help="local: worker processes (default); ray: every run a Ray task (the ray extra)")
+    p.add_argument("--ray-address", metavar="ADDR", help="ray: the cluster to run on (auto: the one `ray start` runs here; "
+                   "default: start a local Ray)")
     p.add_argument("--out", metavar="DIR", help="output folder (default eval_out/<name>)")
     p.add_argument("--name", help="evaluation name (default: 'default', or what a grid of flags changes, e.g. chat-bursty_reasoning)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of a different evaluation in the output folder")
+    p.add_argument(
+        "--resume", action="store_true", help="keep the runs an interrupted evaluation of the same config finished in the output folder; run the rest"
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard logs")
     p.add_argument("--no-requests", action="store_true", help="do not keep per-request records (runs/*.npz)")
@@ -134,6 +146,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         "hardware": args.hardware,
         "systems": args.systems,
         "jobs": args.jobs,
+        "backend": args.backend,
+        "ray_address": args.ray_address,
         "out": args.out,
         "name": args.name,
         "sim.workload.num_requests": args.num_requests,
@@ -234,12 +248,34 @@ def config_text(config: EvalConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
-OUTPUT_OPTIONS = ("name", "out", "jobs", "plots", "tensorboard", "save_requests")  # not what is evaluated
+OUTPUT_OPTIONS = ("name", "out", "jobs", "backend", "ray_address", "plots", "tensorboard", "save_requests")  # not what is evaluated
 
 
 def _grid(data: dict) -> dict:
     """What an evaluation evaluates: its config less the output options."""
     return {k: v for k, v in data.items() if k not in OUTPUT_OPTIONS}
+
+
+def check_resumable(out: Path, config: EvalConfig) -> None:
+    """``--resume``: ``out`` must hold an evaluation of the same grid as ``config``."""
+    earlier = out / "config.yaml"
+    if not earlier.is_file():
+        raise ConfigError(
+            f"--resume: out={str(out)!r} holds no earlier evaluation (no config.yaml): expected the folder of an "
+            "interrupted evaluation, or run without --resume"
+        )
+    previous = yaml.safe_load(earlier.read_text()) or {}
+    if _grid(previous) != _grid(config.to_dict()):
+        raise ConfigError(
+            f"--resume: out={str(out)!r} holds a different evaluation (its config.yaml differs from this one): "
+            f"expected the same config (rerun with --config {earlier}) or another folder without --resume"
+        )
+    save = previous.get("save_requests", True)
+    if save != config.save_requests:
+        raise ConfigError(
+            f"--resume: out={str(out)!r} was run with save_requests={save!r}, this one has {config.save_requests!r}: "
+            "expected the same setting (--no-requests or not)"
+        )
 
 
 def prepare_out_dir(out: Path, config: EvalConfig | None = None, overwrite: bool = False) -> None:
@@ -311,35 +347,65 @@ def _header(config: EvalConfig, policies: list, reference: str, done: int, total
     ]
 
 
-def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False) -> int:
-    """Run an evaluation and write its outputs; returns the exit code (0, or 130 if interrupted)."""
+def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False, resume: bool = False) -> int:
+    """Run an evaluation and write its outputs; returns the exit code (0, or 130 if interrupted).
+
+    ``resume``: keep the runs an interrupted evaluation of the same config finished in the output
+    folder and run only the others (the outputs are those of an uninterrupted evaluation; the
+    capacity search, if any, runs again)."""
     policies = expand(config.policies)
     reference = find_reference(config.reference, policies)
+    if config.backend == "ray":
+        from .ray_runner import import_ray
+
+        import_ray()  # a missing extra fails before the output folder is touched
     out = config.out_dir
-    prepare_out_dir(out, config, overwrite)
+    runs = build_grid(config, policies)
+    finished: list[RunResult] = []
+    if resume:
+        check_resumable(out, config)
+        finished = finished_cells(out, runs, config.save_requests)
+    else:
+        prepare_out_dir(out, config, overwrite)
     (out / "config.yaml").write_text(
         f"# resolved config of this evaluation; rerun with: {PROG} --config {out / 'config.yaml'}\n" + config_text(config)
     )
-    runs = build_grid(config, policies)
-    writer = ResultWriter(out, config.save_requests)
-    jobs = config.workers
+    writer = ResultWriter(out, config.save_requests, finished)
+    done = {result.record["run"] for result in finished}
+    todo = [run for run in runs if run.index not in done]
+    if resume:
+        print(f"{PROG}: resuming: {len(finished)} of {len(runs)} runs finished earlier, {len(todo)} to run", file=sys.stderr)
+    jobs = config.workers  # worker processes (the header reports them)
+    parallel = jobs  # what run_all gets: processes, or on Ray the most tasks in flight (0: all)
     start = time.perf_counter()
-    completed = run_all(runs, jobs, writer.add)
-    searches: list[CapacitySearch] = []
-    if completed and config.capacity is not None:
+    started_ray = False
+    if config.backend == "ray" and (todo or config.capacity is not None):
+        from . import ray_runner
 
-        def save(found: list[CapacitySearch]) -> None:
-            write_json(out / "capacity.json", [s.to_dict() for s in found])
+        started_ray = ray_runner.init(config.ray_address, config.jobs or None)
+        jobs, parallel = config.jobs or ray_runner.cluster_cpus(), config.jobs
+    try:
+        completed = run_all(todo, parallel, writer.add, backend=config.backend) if todo else True
+        if completed:
+            writer.finish()
+        searches: list[CapacitySearch] = []
+        if completed and config.capacity is not None:
 
-        searches, completed = search_capacity(config, policies, jobs, on_round=save)
-        save(searches)
+            def save(found: list[CapacitySearch]) -> None:
+                write_json(out / "capacity.json", [s.to_dict() for s in found])
+
+            searches, completed = search_capacity(config, policies, parallel, on_round=save, backend=config.backend)
+            save(searches)
+    finally:
+        if started_ray:
+            ray_runner.shutdown()
     seconds = time.perf_counter() - start
     if writer.results or searches:
         report(config, writer, searches, policies, reference, len(runs), seconds, jobs, console)
     if not completed:
         print(
             f"{PROG}: interrupted: {len(writer.results)} of {len(runs)} runs finished; "
-            f"what finished is written to {out}",
+            f"what finished is written to {out} (--resume continues it)",
             file=sys.stderr,
         )
         return 130
@@ -419,7 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.hardware == []:  # a bare --hardware lists the presets
             print(describe_hardware())
             return 0
-        return evaluate(config_from_args(args), overwrite=args.overwrite)
+        if args.resume and args.overwrite:
+            raise ConfigError("--resume and --overwrite are invalid together: expected one of them")
+        return evaluate(config_from_args(args), overwrite=args.overwrite, resume=args.resume)
     except ConfigError as err:
         message = " ".join(str(err).split())  # one line
         print(f"{PROG}: error: {message}", file=sys.stderr)

@@ -22,6 +22,8 @@ YAML layout (every key optional; unknown keys are errors)::
     sim: {workload: {num_requests: 2000}, predictor: {kind: lognormal, sigma: 0.5}, slo_ttft_s: 2.0}
     capacity: {criterion: stable} # or null (no capacity search)
     jobs: 0                       # worker processes; 0 = all cores
+    backend: local                # local (worker processes) or ray (Ray tasks, eval/ray_runner.py)
+    ray_address: null             # ray: the cluster to join (auto: the one `ray start` runs here); null: a local Ray
     out: null                     # output folder; null = eval_out/<name>
 """
 
@@ -47,6 +49,11 @@ from llmsched_env.sim.validation import (
     fail,
 )
 from llmsched_env.sim.workload import LENGTH_KINDS
+
+from .policies import ALL_BASELINES, ALL_ROUTERS, BUNDLED_AGENTS
+
+DEFAULT_POLICIES = (ALL_BASELINES, BUNDLED_AGENTS)  # a cluster grid's default is ALL_ROUTERS
+BACKENDS = ("local", "ray")  # where the runs execute (eval/runner.py, eval/ray_runner.py)
 
 DEFAULT_SIM = SimConfig(
     # 3,000 requests per run: the default grid (9 baselines and the bundled agent x 3 loads x 3
@@ -114,6 +121,8 @@ class GridScenario:
     hardware: str
     system: str | None
     sim: SimConfig
+    # a cluster scenario's replicas, workload and load (llmsched_env.sim.cluster); its policies are routers
+    cluster: Any = None
 
 
 @dataclass(frozen=True)
@@ -138,20 +147,28 @@ class EvalConfig:
             ``fastertransformer``); a system fixes the engine's batching rule and limits while
             ``policies`` still says who schedules (empty: ``sim.engine`` as given).
         sim: the base simulation: engine, workload defaults, predictor, SLO targets, time limit.
-        scenarios: named scenarios (``llmsched_env.scenarios``; ``all`` for every one,
-            ``leaderboard`` for the scheduling-sensitive ones) run each with its own simulation;
+        scenarios: named scenarios (``llmsched_env.scenarios``; ``all`` for every single-engine one,
+            ``leaderboard`` for the scheduling-sensitive ones, ``clusters`` for the cluster
+            scenarios) run each with its own simulation. A grid of cluster scenarios compares
+            routers (``baselines.routing``; ``all-routers``; every replica schedules FCFS) and
+            cannot mix with single-engine scenarios;
             ``workloads``, ``hardware``, ``systems`` and ``sim`` are then unused. Without ``loads``
             and ``rates`` each scenario runs at its own load.
         num_requests: requests per scenario run (None: each scenario's own).
         capacity: the capacity search, or None to skip it.
-        jobs: worker processes (0: all cores).
+        jobs: worker processes (0: all cores); on the ``ray`` backend the CPUs of the local Ray it
+            starts, or with ``ray_address`` the most runs in flight at once (0: all the cluster's CPUs).
+        backend: ``local`` (a pool of worker processes) or ``ray`` (every run a Ray task,
+            ``eval/ray_runner.py``); the same seeds give the same results on both.
+        ray_address: the Ray cluster of the ``ray`` backend (``auto``: the one ``ray start`` runs on
+            this machine; None: a local Ray is started).
         out: output folder (None: ``eval_out/<name>``).
         plots, tensorboard: write PNG plots / TensorBoard logs.
         save_requests: keep every run's per-request records in ``runs/<n>.npz``.
     """
 
     name: str = "default"
-    policies: tuple[str, ...] = ("all-baselines", "bundled-agents")
+    policies: tuple[str, ...] = DEFAULT_POLICIES
     reference: str = "fcfs"
     workloads: tuple[Any, ...] = ("sharegpt",)
     loads: tuple[float, ...] | None = None
@@ -164,6 +181,8 @@ class EvalConfig:
     sim: SimConfig = DEFAULT_SIM
     capacity: CapacityConfig | None = None
     jobs: int = 0
+    backend: str = "local"
+    ray_address: str | None = None
     out: str | None = None
     plots: bool = True
     tensorboard: bool = True
@@ -183,6 +202,19 @@ class EvalConfig:
             raise fail("workloads", [], "at least one workload")
         set_("scenarios", _strings("scenarios", self.scenarios))
         set_("scenarios", tuple(expand_scenarios(self.scenarios)))
+        if self.is_cluster_grid:
+            singles = [n for n in self.scenarios if not _is_cluster(n)]
+            if singles:
+                raise ConfigError(
+                    f"scenarios={list(self.scenarios)!r}: cluster scenarios compare routers and single-engine ones "
+                    f"scheduling policies; evaluate them in separate grids (single-engine here: {', '.join(singles)})"
+                )
+            if self.policies == DEFAULT_POLICIES:
+                set_("policies", (ALL_ROUTERS,))
+            if self.reference == "fcfs":
+                set_("reference", "round-robin")
+            if self.capacity is not None:
+                raise ConfigError("capacity: the capacity search runs single engines; a grid of cluster scenarios cannot use it")
         if self.num_requests is not None:
             check_positive("num_requests", self.num_requests, integer=True)
         if self.loads is not None and self.rates is not None:
@@ -218,6 +250,12 @@ class EvalConfig:
                     "capacity.criterion='slo' needs an SLO: set sim.slo_ttft_s and/or sim.slo_tpot_s"
                 )
         check_nonnegative("jobs", self.jobs, integer=True)
+        check_choice("backend", self.backend, BACKENDS)
+        if self.ray_address is not None:
+            if not isinstance(self.ray_address, str) or not self.ray_address:
+                raise fail("ray_address", self.ray_address, "a Ray cluster address (host:port or auto) or None")
+            if self.backend != "ray":
+                raise ConfigError(f"ray_address={self.ray_address!r} needs backend='ray', not backend={self.backend!r}")
         if self.out is not None and (not isinstance(self.out, str) or not self.out):
             raise fail("out", self.out, "a folder path or None")
         for name in ("plots", "tensorboard", "save_requests"):
@@ -226,6 +264,11 @@ class EvalConfig:
         self.workload_list()  # validates every workload now (and reads trace files once)
 
     # -- derived --------------------------------------------------------------------------------
+    @property
+    def is_cluster_grid(self) -> bool:
+        """Whether the grid's scenarios are cluster scenarios (its policies are then routers)."""
+        return bool(self.scenarios) and any(_is_cluster(n) for n in self.scenarios)
+
     @property
     def axis(self) -> str:
         """The grid's x axis: "load" or "rate"."""
@@ -248,7 +291,11 @@ class EvalConfig:
             for name in self.scenarios:
                 scenario = scenarios.get(name)
                 sim = scenarios.sim_config(scenario, **overrides)
-                out.append(GridScenario(name, sim.engine.hardware, None, sim))
+                if scenario.cluster is None:
+                    out.append(GridScenario(name, sim.engine.hardware, None, sim))
+                    continue
+                cluster = scenarios.cluster_config(scenario, **overrides)
+                out.append(GridScenario(name, replicas_label(cluster.replicas), None, sim, cluster))
             return out
         out = []
         for workload in self.workload_list():
@@ -372,14 +419,32 @@ def load_eval_config(path: str | Path) -> EvalConfig:
     return EvalConfig.from_dict(load_yaml(path), where=str(path))
 
 
+def _is_cluster(name: str) -> bool:
+    from llmsched_env import scenarios
+
+    return scenarios.get(name).cluster is not None
+
+
+def replicas_label(replicas: Any) -> str:
+    """``"2x llama2-7b/a100 + 2x llama2-7b/h100"``: a cluster's hardware in a table cell."""
+    counts: dict[str, int] = {}
+    for engine in replicas:
+        counts[engine.hardware] = counts.get(engine.hardware, 0) + 1
+    return " + ".join(f"{n}x {hardware}" for hardware, n in counts.items())
+
+
 def expand_scenarios(names: tuple[str, ...]) -> list[str]:
-    """Scenario names with ``all`` and ``leaderboard`` expanded, each checked, in order."""
+    """Scenario names with ``all`` (every single-engine scenario), ``leaderboard`` and ``clusters``
+    expanded, each checked, in order."""
     from llmsched_env import scenarios
 
     out: list[str] = []
     for i, name in enumerate(names):
         if name == "all":
-            chosen = scenarios.names()
+            clusters = set(scenarios.cluster_names())
+            chosen = [n for n in scenarios.names() if n not in clusters]
+        elif name == "clusters":
+            chosen = scenarios.cluster_names()
         elif name == "leaderboard":
             chosen = scenarios.leaderboard()
         else:

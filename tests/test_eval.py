@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 import types
 from pathlib import Path
@@ -20,6 +21,7 @@ from eval.capacity import CapacitySearch, Probe, next_probes, probe_outcome, rec
 from eval.cli import main
 from eval.config import DEFAULT_SIM, CapacityConfig
 from llmsched_env.sim import FCFS, WorkloadConfig, simulate
+from llmsched_env.sim.validation import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -299,6 +301,114 @@ def test_interrupt_keeps_finished_runs(tmp_path, monkeypatch, capsys):
     assert "| fcfs |" in (out / "summary.md").read_text()
 
 
+def _interrupt_at(monkeypatch, call: int) -> list:
+    """Make the grid's ``call``-th cell raise KeyboardInterrupt (Ctrl-C); returns the cells run."""
+    import eval.runner
+
+    real = eval.runner.execute
+    calls: list = []
+
+    def flaky(run):
+        calls.append(run)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(run)
+
+    monkeypatch.setattr(eval.runner, "execute", flaky)
+    return calls
+
+
+def _csv_without_timing(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if not k.startswith("wall_s")} for row in csv.DictReader(f)]
+
+
+def _without_timing(path: Path) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if " runs in " not in line)
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-requests"]])
+def test_resume_gives_the_results_of_an_uninterrupted_run(tmp_path, monkeypatch, capsys, extra):
+    argv = TINY + ["--jobs", "1", "--no-tensorboard", "--no-plots", *extra]
+    assert main(argv + ["--out", str(tmp_path / "whole")]) == 0
+    _interrupt_at(monkeypatch, 4)
+    resumed = tmp_path / "resumed"
+    assert main(argv + ["--out", str(resumed)]) == 130
+    assert "--resume continues it" in capsys.readouterr().err
+    calls = _interrupt_at(monkeypatch, 0)
+    assert main(argv + ["--out", str(resumed), "--resume"]) == 0
+    assert len(calls) == 8 - 3  # only the cells that had not finished ran again
+    assert "resuming: 3 of 8 runs finished earlier, 5 to run" in capsys.readouterr().err
+    whole, again = load_records(tmp_path / "whole"), load_records(resumed)
+    assert [{k: v for k, v in r.items() if k != "wall_s"} for r in whole] == [{k: v for k, v in r.items() if k != "wall_s"} for r in again]
+    assert _csv_without_timing(tmp_path / "whole" / "aggregate.csv") == _csv_without_timing(resumed / "aggregate.csv")
+    assert _without_timing(tmp_path / "whole" / "summary.md") == _without_timing(resumed / "summary.md")
+    assert (resumed / "runs").exists() == (not extra)  # without requests, the resume data is gone once done
+
+
+def test_resume_needs_the_same_evaluation(tmp_path, capsys):
+    argv = ["--policies", "fcfs", "--loads", "0.5", "--num-seeds", "1", "--num-requests", "20", "--jobs", "1", "--no-tensorboard",
+            "--workloads", "sharegpt"]  # fmt: skip
+    assert main(argv + ["--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "holds no earlier evaluation" in capsys.readouterr().err
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    assert main(argv[:3] + ["0.6"] + argv[4:] + ["--out", str(tmp_path / "a"), "--resume"]) == 2
+    assert "holds a different evaluation" in capsys.readouterr().err
+    assert main(argv + ["--out", str(tmp_path / "a"), "--resume", "--overwrite"]) == 2
+    assert main(argv + ["--out", str(tmp_path / "a"), "--resume"]) == 0  # nothing left to run
+    assert "1 of 1 runs finished earlier, 0 to run" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_workers_at_once(tmp_path):
+    """A real Ctrl-C (SIGINT) with worker processes busy: exit 130 within seconds, no process left."""
+    import signal
+    import subprocess
+    import time
+
+    argv = ["--policies", "fcfs", "sjf", "--loads", "0.95", "--num-seeds", "2", "--num-requests", "300000", "--jobs", "2"]
+    code = "import sys; from eval.cli import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *argv, "--no-plots", "--no-tensorboard", "--out", str(tmp_path / "out")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+
+    def children() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == process.pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                pass
+        return found
+
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(children()) < 3 and time.monotonic() < deadline:  # two workers and the resource tracker
+            time.sleep(0.1)
+        workers = children()
+        time.sleep(1.0)  # the workers are busy simulating
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 130, err
+        assert time.monotonic() - start < 10
+        assert "stopping 2 worker processes" in err and "Traceback" not in err
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    finally:  # never leave the test's own processes behind
+        for pid in [process.pid, *workers]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        process.wait()
+
+
 def test_rerun_replaces_outputs_and_refuses_foreign_folders(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["--policies", "fcfs", "--loads", "0.5", "--num-seeds", "1", "--num-requests", "20", "--jobs", "1", "--no-tensorboard"]
@@ -568,3 +678,46 @@ def test_plot_styles_are_distinct_and_identical_policies_drawn_once(tmp_path, mo
     plots.write_plots(cells, {}, [], "load", {("w", "h", None): "w"}, tmp_path)
     assert drawn == [plots.LATENCY_PANELS, plots.TAIL_PANELS]
     assert (tmp_path / "w-cdf.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- cluster scenarios: routers compared on replicas ----------------------------------------------
+
+
+def test_a_cluster_grid_compares_routers_and_matches_the_cluster_directly(tmp_path):
+    from baselines.routing import available_routers, make_router
+    from llmsched_env import scenarios
+    from llmsched_env.sim.cluster import Cluster
+
+    config = EvalConfig(scenarios=("clusters",))
+    assert set(config.scenarios) == set(scenarios.cluster_names())
+    assert config.policies == ("all-routers",) and config.reference == "round-robin"  # the cluster defaults
+    out = tmp_path / "c"
+    args = ["--scenarios", "cluster-hetero", "--policies", "round-robin", "least-outstanding", "--num-seeds", "2"]
+    assert main(args + ["--num-requests", "60", "--jobs", "1", "--out", str(out)]) == 0
+    records = load_records(out)
+    assert len(records) == 4 and {r["policy_kind"] for r in records} == {"router"}
+    assert records[0]["hardware"] == "2x llama2-7b/a100 + 2x llama2-7b/h100" and records[0]["replicas"] == 4
+    for rec in records:  # each run is exactly the cluster driven by the router
+        cluster = scenarios.cluster_config("cluster-hetero", num_requests=60).replace(seed=rec["seed"])
+        direct = Cluster(cluster, seed=rec["seed"]).run(make_router(rec["policy"])).summary
+        assert rec["e2e_mean_s"] == pytest.approx(direct["e2e_mean_s"], rel=1e-12)
+        assert rec["prefix_hit_rate_tokens"] == pytest.approx(direct["prefix_hit_rate_tokens"], rel=1e-12)
+    assert "round-robin" in (out / "summary.md").read_text()
+    assert len(available_routers()) == 7
+
+
+def test_cluster_and_single_engine_scenarios_are_not_mixed_and_routers_need_clusters():
+    from eval.policies import expand
+    from eval.runner import build_grid
+
+    with pytest.raises(ConfigError, match="separate grids"):
+        EvalConfig(scenarios=("cluster-hetero", "chat-a100-40gb"))
+    with pytest.raises(ConfigError, match="capacity search runs single engines"):
+        EvalConfig(scenarios=("cluster-hetero",), capacity=CapacityConfig())
+    with pytest.raises(ConfigError, match="need cluster scenarios"):
+        build_grid(EvalConfig(scenarios=("chat-a100-40gb",)), expand(("fcfs", "least-kv")))
+    with pytest.raises(ConfigError, match="compares routers; not routers: fcfs"):
+        build_grid(EvalConfig(scenarios=("cluster-hetero",)), expand(("fcfs", "least-kv")))
+    assert "cluster-hetero" not in EvalConfig(scenarios=("all",)).scenarios  # all: the single-engine ones
+    with pytest.raises(ConfigError, match="router"):
+        expand(("prefix-affinity:nope=1",))

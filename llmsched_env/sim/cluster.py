@@ -32,10 +32,10 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .api import request_stream, resolve_hardware
+from .api import engine_on, request_stream
 from .capacity import sustainable_rate
 from .config import SimConfig
-from .cost import CostModel
+from .cost import CostModel, resolve_hardware
 from .engine import Engine
 from .engine_config import EngineConfig
 from .metrics import SLO, TimeSeries, summarize
@@ -206,16 +206,12 @@ class Cluster:
             hw = resolve_hardware(engine_config, cost)
             self._kv_bytes.append(hw.kv_bytes_per_block)
             self.engines.append(
-                Engine(
+                engine_on(
                     engine_config,
-                    hw.cost,
-                    hw.num_blocks,
+                    hw,
                     [],
                     policy,
-                    swap_block_bytes=hw.swap_block_bytes,
-                    swap_seconds_per_block=hw.swap_seconds_per_block,
-                    refresh_every=predictor.refresh_every,
-                    prediction_cost_s=predictor.cost_s,
+                    predictor,
                     on_record=self.records[i].append,
                     on_stretch=self.series[i].observe,
                     max_time=self.max_time,
@@ -393,6 +389,10 @@ class Cluster:
             summary[f"replica/{i}/utilization"] = s["busy_fraction"]
             for key in totals:
                 totals[key] += getattr(engine.stats, key)
+        # the cluster's backlog is the sum of its replicas'; it is stable when every replica is
+        verdicts = [s["stability"] for s in replica_summaries]
+        summary["stability"] = "unstable" if "unstable" in verdicts else ("stable" if all(v == "stable" for v in verdicts) else "inconclusive")
+        summary["backlog_slope_per_s"] = float(sum(s["backlog_slope_per_s"] for s in replica_summaries))
         if any(e.prefix_cache is not None for e in self.engines):
             summary["prefix_hit_rate_tokens"] = totals["prefix_hit_tokens"] / max(totals["prefix_query_tokens"], 1)
             summary["prefix_hit_rate_blocks"] = totals["prefix_hit_blocks"] / max(totals["prefix_query_blocks"], 1)
