@@ -503,6 +503,8 @@ def test_a_cluster_scenario_trains_a_router_that_eval_runs_as_a_router(tmp_path)
         "--eval-episodes", "1", "--env-kwargs", "episode_requests:40", "eval_requests:40", "--out", str(out), "-q",
     ])  # fmt: skip
     assert code == 0 and (out / "final_model.zip").is_file() and (out / "best_model.zip").is_file()
+    runs = {p.name for p in (out / "tb").iterdir() if p.is_dir()}
+    assert {"baseline-round_robin", "baseline-weighted"} <= runs  # the routers overlay the agent's eval/* charts
     router = load_policy(out / "final_model.zip")
     assert hasattr(router, "route")
     assert [e.kind for e in expand((str(out / "final_model.zip"),))] == ["router"]

@@ -10,8 +10,8 @@ no behaviour cloning (the routers act on the simulator's state, not through the 
 is the env's own (minus the requests in the system). Training episodes are the scenario's
 ``env.episode_requests`` long; every ``eval_freq`` steps the agent plays the validation workloads
 (sim seeds ``eval_seed + k``, ``eval_requests`` each, never trained on) deterministically, and
-TensorBoard gets ``eval/<metric>`` for the agent and ``eval/baseline_<router>_<metric>`` for the
-routers on the same workloads; the best model so far is ``best_model.zip``.
+TensorBoard gets ``eval/<metric>`` for the agent and, in sibling runs ``baseline-<router>``, the
+same tags for the routers on the same workloads (overlaid); the best model so far is ``best_model.zip``.
 
 :class:`TrainedRouter` is a saved model as a :class:`~llmsched_env.sim.cluster.Router`: it builds
 the env's observation from the cluster itself (``observe_cluster``), so ``Cluster(config).run(it)``
@@ -186,6 +186,7 @@ def train_router(config: RouterTrainConfig, out: Path, tb_dir: Path, quiet: bool
     from baselines.routing import parse_router
 
     from .agents import attach_info
+    from .callbacks import tag_name, tensorboard_writer
     from .config import resolve_device
 
     device = resolve_device(config.device)
@@ -223,9 +224,10 @@ def train_router(config: RouterTrainConfig, out: Path, tb_dir: Path, quiet: bool
             mine = validation(eval_cluster, TrainedRouter("agent", self.model), seeds)
             for metric, value in mine.items():
                 self.logger.record(f"eval/{metric}", value)
-            for spec, theirs in baselines.items():
-                for metric, value in theirs.items():
-                    self.logger.record(f"eval/baseline_{spec}_{metric}", value)
+            for spec, writer in self.writers.items():  # one run per router beside the agent's: overlaid charts
+                for metric, value in baselines[spec].items():
+                    writer.add_scalar(f"eval/{metric}", value, self.num_timesteps)
+                writer.flush()
             if mine["e2e_mean"] < best["e2e_mean"]:
                 best.update(mine)
                 self.model.save(out / "best_model.zip")
@@ -234,8 +236,19 @@ def train_router(config: RouterTrainConfig, out: Path, tb_dir: Path, quiet: bool
                 + ", ".join(f"{s} {r['e2e_mean']:.3f}" for s, r in baselines.items()) + ")")
             return mine
 
+        writers: dict[str, Any] = {}
+
         def _on_training_start(self) -> None:
+            writer = tensorboard_writer(self.logger)
+            if writer is not None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writers = {s: SummaryWriter(str(Path(writer.log_dir) / f"baseline-{tag_name(s)}")) for s in baselines}
             self.evaluate()
+
+        def close(self) -> None:
+            for writer in self.writers.values():
+                writer.close()
 
         def _on_step(self) -> bool:
             if config.eval_freq and self.num_timesteps - self.last >= config.eval_freq:
@@ -254,6 +267,7 @@ def train_router(config: RouterTrainConfig, out: Path, tb_dir: Path, quiet: bool
         interrupted = True
     finally:
         venv.close()
+        callback.close()
     model.save(out / "final_model.zip")
     elapsed = time.perf_counter() - start
     print(
