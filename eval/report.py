@@ -103,8 +103,10 @@ def grid_tables(cells: list[Cell], reference: str, axis: str) -> list[TableData]
                 if m.key in RATIO_KEYS:
                     row.append("ref" if cell.policy == reference else fmt_ratio(cell.ratio.get(m.key, (math.nan,) * 3)))
                     mark.append("")
-            unstable = cell.count("unstable")
-            row.append(f"{cell.count('stable')}/{len(cell.seeds)}" + (f" {unstable}u" if unstable else ""))
+            unstable, livelocks = cell.count("unstable"), cell.count("livelock")
+            row.append(
+                f"{cell.count('stable')}/{len(cell.seeds)}" + (f" {unstable}u" if unstable else "") + (f" {livelocks}L" if livelocks else "")
+            )
             mark.append("")
             rows.append(row)
             marks.append(mark)
@@ -263,7 +265,7 @@ LEGEND = (
     "(paired by common random numbers) [95 % interval]; below 1 is better for latencies. "
     f"{SIGNIFICANT}: best in its column and significantly better than the runner-up (paired t, 95 %); "
     f"{WITHIN_NOISE}: best but within noise of the runner-up. stable: seeds with a stable backlog "
-    "(u: unstable; the rest inconclusive)."
+    "(u: unstable; L: stopped as a livelock, no request finishing; the rest inconclusive)."
 )
 
 
