@@ -10,12 +10,17 @@ deterministic (the most likely action).
 
     python benchmarks/train_router.py                       # 80k steps, about 3 min on 2 cores
     python benchmarks/train_router.py --steps 5000 --eval-seeds 2   # smoke run
+
+The training is ``llmsched-train --scenario <cluster scenario>`` (``train/router.py``); the best
+model is chosen on the validation workloads, which here are the held-out seeds of the table (so
+the agent's row is optimistic by that selection; ``llmsched-eval`` on other seeds is not).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,23 +30,12 @@ if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from baselines.routing import available_routers, make_router  # noqa: E402
 from benchmarks.bench_baselines import ci  # noqa: E402
-from benchmarks.bench_cluster import scenarios  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
-from llmsched_env.envs.cluster import ClusterEnv  # noqa: E402
 from llmsched_env.sim.cluster import Cluster  # noqa: E402
+from train.agents import load_policy  # noqa: E402
+from train.router import RouterTrainConfig, train_router  # noqa: E402
 
 HELD_OUT = 10_000
-
-
-def agent_episode(model, config, seed: int) -> dict:
-    env = ClusterEnv.from_config(config)
-    obs, info = env.reset(options={"sim_seed": seed})
-    done = False
-    while not done:
-        action, _ = model.predict(obs, deterministic=True, action_masks=env.action_masks())
-        obs, _, terminated, truncated, info = env.step(int(action))
-        done = terminated or truncated
-    return info["summary"]
 
 
 def main() -> None:
@@ -51,33 +45,27 @@ def main() -> None:
     parser.add_argument("--eval-requests", type=int, default=1000)
     parser.add_argument("--eval-seeds", type=int, default=5)
     parser.add_argument("--scenario", default="cluster-chat-multiturn")
-    parser.add_argument("--gamma", type=float, default=0.95)
-    parser.add_argument("--ent-coef", type=float, default=0.01)
-    parser.add_argument("--save", default=None, help="write the trained model here (.zip)")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default: a temporary one)")
     args = parser.parse_args()
 
-    import torch
-    from sb3_contrib import MaskablePPO
-
-    torch.set_num_threads(1)
-    train_config = scenarios(args.train_requests)[args.scenario]
-    eval_config = scenarios(args.eval_requests)[args.scenario]
-    env = ClusterEnv.from_config(train_config)
-    model = MaskablePPO("MultiInputPolicy", env, n_steps=1024, batch_size=256, learning_rate=3e-4, gamma=args.gamma,
-                        ent_coef=args.ent_coef, seed=0, verbose=0)
-    print(f"machine: {describe()}; scenario {args.scenario}; {args.steps} training steps")
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=args.steps)
-    train_s = time.perf_counter() - t0
-    if args.save:
-        model.save(args.save)
-    seeds = [HELD_OUT + k for k in range(args.eval_seeds)]
-    rows = []
-    agent = [agent_episode(model, eval_config, s) for s in seeds]
-    rows.append(("ppo-router (ours)", agent))
+    config = RouterTrainConfig(
+        scenario=args.scenario, n_timesteps=args.steps, episode_requests=args.train_requests,
+        eval_requests=args.eval_requests, eval_episodes=args.eval_seeds, eval_seed=HELD_OUT, eval_freq=max(args.steps // 4, 1),
+    )  # fmt: skip
+    print(f"machine: {describe()}; scenario {args.scenario}; {args.steps} training steps (llmsched-train's router training)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
+        t0 = time.perf_counter()
+        train_router(config, out, out / "tb", quiet=True, progress=False, num_threads=1)
+        train_s = time.perf_counter() - t0
+        agent = load_policy(out / "best_model.zip")
+        eval_config = config.cluster(args.eval_requests)
+        seeds = [HELD_OUT + k for k in range(args.eval_seeds)]
+        rows = [("ppo-router (ours)", [Cluster(eval_config, seed=s).run(agent).summary for s in seeds])]
     for name in available_routers():
         rows.append((name, [Cluster(eval_config, seed=s).run(make_router(name)).summary for s in seeds]))
-    print(f"trained in {train_s:.0f} s; held-out seeds {seeds[0]}..{seeds[-1]}, {args.eval_requests} requests each\n")
+    print(f"trained in {train_s:.0f} s (best model by validation on the same held-out seeds {seeds[0]}..{seeds[-1]}, "
+          f"{args.eval_requests} requests each)\n")
     print(f"{'router':<20}{'e2e mean s':>16}{'e2e p99 s':>16}{'hit rate':>14}")
     ranked = sorted(rows, key=lambda row: float(np.mean([s["e2e_mean_s"] for s in row[1]])))
     for name, summaries in ranked:

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="YAML", help="eval config file (configs/eval/*.yaml)")
     p.add_argument("--policies", nargs="+", metavar="POLICY", help="policies to compare")
     p.add_argument("--reference", metavar="POLICY", help="policy the ratios are taken against (default fcfs)")
-    p.add_argument("--scenarios", nargs="+", metavar="NAME", help="named scenarios (llmsched_env.scenarios), 'all' or 'leaderboard' (the default)")
+    p.add_argument("--scenarios", nargs="+", metavar="NAME", help="named scenarios (llmsched_env.scenarios), 'all' (the single-engine ones), 'leaderboard' (the default) or 'clusters' (cluster scenarios: the policies are then routers, default all-routers vs round-robin)")
     p.add_argument("--workloads", nargs="+", metavar="W", help="length presets or trace files (a grid of workloads instead of scenarios)")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--loads", nargs="+", type=float, metavar="X", help="loads (fractions of capacity)")

@@ -48,6 +48,10 @@ from llmsched_env.sim.validation import (
 )
 from llmsched_env.sim.workload import LENGTH_KINDS
 
+from .policies import ALL_BASELINES, ALL_ROUTERS, BUNDLED_AGENTS
+
+DEFAULT_POLICIES = (ALL_BASELINES, BUNDLED_AGENTS)  # a cluster grid's default is ALL_ROUTERS
+
 DEFAULT_SIM = SimConfig(
     # 3,000 requests per run: the default grid (9 baselines and the bundled agent x 3 loads x 3
     # seeds = 90 runs) takes about 60 s on two cores, 75 s with start-up, plots and TensorBoard
@@ -114,6 +118,8 @@ class GridScenario:
     hardware: str
     system: str | None
     sim: SimConfig
+    # a cluster scenario's replicas, workload and load (llmsched_env.sim.cluster); its policies are routers
+    cluster: Any = None
 
 
 @dataclass(frozen=True)
@@ -138,8 +144,11 @@ class EvalConfig:
             ``fastertransformer``); a system fixes the engine's batching rule and limits while
             ``policies`` still says who schedules (empty: ``sim.engine`` as given).
         sim: the base simulation: engine, workload defaults, predictor, SLO targets, time limit.
-        scenarios: named scenarios (``llmsched_env.scenarios``; ``all`` for every one,
-            ``leaderboard`` for the scheduling-sensitive ones) run each with its own simulation;
+        scenarios: named scenarios (``llmsched_env.scenarios``; ``all`` for every single-engine one,
+            ``leaderboard`` for the scheduling-sensitive ones, ``clusters`` for the cluster
+            scenarios) run each with its own simulation. A grid of cluster scenarios compares
+            routers (``baselines.routing``; ``all-routers``; every replica schedules FCFS) and
+            cannot mix with single-engine scenarios;
             ``workloads``, ``hardware``, ``systems`` and ``sim`` are then unused. Without ``loads``
             and ``rates`` each scenario runs at its own load.
         num_requests: requests per scenario run (None: each scenario's own).
@@ -151,7 +160,7 @@ class EvalConfig:
     """
 
     name: str = "default"
-    policies: tuple[str, ...] = ("all-baselines", "bundled-agents")
+    policies: tuple[str, ...] = DEFAULT_POLICIES
     reference: str = "fcfs"
     workloads: tuple[Any, ...] = ("sharegpt",)
     loads: tuple[float, ...] | None = None
@@ -183,6 +192,19 @@ class EvalConfig:
             raise fail("workloads", [], "at least one workload")
         set_("scenarios", _strings("scenarios", self.scenarios))
         set_("scenarios", tuple(expand_scenarios(self.scenarios)))
+        if self.is_cluster_grid:
+            singles = [n for n in self.scenarios if not _is_cluster(n)]
+            if singles:
+                raise ConfigError(
+                    f"scenarios={list(self.scenarios)!r}: cluster scenarios compare routers and single-engine ones "
+                    f"scheduling policies; evaluate them in separate grids (single-engine here: {', '.join(singles)})"
+                )
+            if self.policies == DEFAULT_POLICIES:
+                set_("policies", (ALL_ROUTERS,))
+            if self.reference == "fcfs":
+                set_("reference", "round-robin")
+            if self.capacity is not None:
+                raise ConfigError("capacity: the capacity search runs single engines; a grid of cluster scenarios cannot use it")
         if self.num_requests is not None:
             object.__setattr__(self, "num_requests", check_positive("num_requests", self.num_requests, integer=True))
         if self.loads is not None and self.rates is not None:
@@ -227,6 +249,11 @@ class EvalConfig:
 
     # -- derived --------------------------------------------------------------------------------
     @property
+    def is_cluster_grid(self) -> bool:
+        """Whether the grid's scenarios are cluster scenarios (its policies are then routers)."""
+        return bool(self.scenarios) and any(_is_cluster(n) for n in self.scenarios)
+
+    @property
     def axis(self) -> str:
         """The grid's x axis: "load" or "rate"."""
         return "rate" if self.rates is not None else "load"
@@ -248,7 +275,11 @@ class EvalConfig:
             for name in self.scenarios:
                 scenario = scenarios.get(name)
                 sim = scenarios.sim_config(scenario, **overrides)
-                out.append(GridScenario(name, sim.engine.hardware, None, sim))
+                if scenario.cluster is None:
+                    out.append(GridScenario(name, sim.engine.hardware, None, sim))
+                    continue
+                cluster = scenarios.cluster_config(scenario, **overrides)
+                out.append(GridScenario(name, replicas_label(cluster.replicas), None, sim, cluster))
             return out
         out = []
         for workload in self.workload_list():
@@ -372,14 +403,32 @@ def load_eval_config(path: str | Path) -> EvalConfig:
     return EvalConfig.from_dict(load_yaml(path), where=str(path))
 
 
+def _is_cluster(name: str) -> bool:
+    from llmsched_env import scenarios
+
+    return scenarios.get(name).cluster is not None
+
+
+def replicas_label(replicas: Any) -> str:
+    """``"2x llama2-7b/a100 + 2x llama2-7b/h100"``: a cluster's hardware in a table cell."""
+    counts: dict[str, int] = {}
+    for engine in replicas:
+        counts[engine.hardware] = counts.get(engine.hardware, 0) + 1
+    return " + ".join(f"{n}x {hardware}" for hardware, n in counts.items())
+
+
 def expand_scenarios(names: tuple[str, ...]) -> list[str]:
-    """Scenario names with ``all`` and ``leaderboard`` expanded, each checked, in order."""
+    """Scenario names with ``all`` (every single-engine scenario), ``leaderboard`` and ``clusters``
+    expanded, each checked, in order."""
     from llmsched_env import scenarios
 
     out: list[str] = []
     for i, name in enumerate(names):
         if name == "all":
-            chosen = scenarios.names()
+            clusters = set(scenarios.cluster_names())
+            chosen = [n for n in scenarios.names() if n not in clusters]
+        elif name == "clusters":
+            chosen = scenarios.cluster_names()
         elif name == "leaderboard":
             chosen = scenarios.leaderboard()
         else:

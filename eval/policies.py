@@ -7,6 +7,8 @@
   its Gymnasium environment: the loaded object's ``simulate(config, seed)`` replaces the engine's.
 * ``all-baselines`` expands to every registered baseline with default parameters and
   ``bundled-agents`` to every ``models/*.zip`` shipped with the project (``models/README.md``).
+* A router (``baselines.routing``: ``"least-outstanding"``, ``"prefix-affinity:cache_threshold=0.3"``)
+  is the policy of a cluster scenario; ``all-routers`` expands to every one.
 
 Policies are built afresh for every run (a policy may keep per-run state), in the worker process
 that runs it; :func:`expand` builds each once up front so that mistakes fail before any run.
@@ -22,6 +24,7 @@ from llmsched_env.sim import Policy
 from llmsched_env.sim.validation import ConfigError
 
 ALL_BASELINES = "all-baselines"
+ALL_ROUTERS = "all-routers"
 BUNDLED_AGENTS = "bundled-agents"
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"  # the project's shipped agents
 
@@ -31,8 +34,8 @@ class PolicyEntry:
     """One policy of the grid."""
 
     label: str  # its name in reports, files and TensorBoard runs
-    spec: str  # the baseline spec or the model path
-    kind: str  # "baseline" or "model"
+    spec: str  # the baseline or router spec, or the model path
+    kind: str  # "baseline", "router" (a cluster's) or "model"
     # a bundled agent of a scenario grid runs on the scenario it was trained on only (None: everywhere)
     home: str | None = None
 
@@ -79,8 +82,27 @@ def load_model(path: str) -> Policy:
 
 
 def build(entry: PolicyEntry) -> Policy:
-    """A fresh policy object for one run."""
+    """A fresh policy (or router) object for one run."""
+    if entry.kind == "router":
+        return load_model(entry.spec) if is_model_path(entry.spec) else _routing().parse_router(entry.spec)
     return load_model(entry.spec) if entry.kind == "model" else _baselines().parse(entry.spec)
+
+
+def _routing():
+    _baselines()  # the same clear error when the package is missing
+    return importlib.import_module("baselines.routing")
+
+
+def is_router_spec(spec: str) -> bool:
+    return spec.split(":", 1)[0] in _routing().available_routers()
+
+
+def parse_router(spec: str):
+    """``baselines.routing.parse_router`` with errors naming the policy."""
+    try:
+        return _routing().parse_router(spec)
+    except ConfigError as err:
+        raise ConfigError(f"policy {spec!r}: {err}") from None
 
 
 def parse_baseline(spec: str) -> Policy:
@@ -91,7 +113,8 @@ def parse_baseline(spec: str) -> Policy:
         raise ConfigError(
             f"policy {spec!r}: unknown policy {name!r}; available baselines are "
             + ", ".join(registry.available())
-            + f" (or {ALL_BASELINES}, {BUNDLED_AGENTS}, or a trained model's .zip path)"
+            + f" (or {ALL_BASELINES}, {BUNDLED_AGENTS}, a trained model's .zip path, or for cluster scenarios "
+            + f"a router: {', '.join(_routing().available_routers())}, {ALL_ROUTERS})"
         )
     try:
         return registry.parse(spec)
@@ -109,13 +132,18 @@ def expand(specs: tuple[str, ...]) -> list[PolicyEntry]:
     for spec in specs:
         if spec == ALL_BASELINES:
             found = [PolicyEntry(parse_baseline(n).name, n, "baseline") for n in available_baselines()]
+        elif spec == ALL_ROUTERS:
+            found = [PolicyEntry(parse_router(n).name, n, "router") for n in _routing().available_routers()]
+        elif is_router_spec(spec):
+            found = [PolicyEntry(parse_router(spec).name, spec, "router")]
         elif spec == BUNDLED_AGENTS:
             found = [PolicyEntry(p.name[: -len(".zip")], str(p), "model", home_scenario(p)) for p in sorted(MODELS_DIR.glob("*.zip"))]
             for entry in found:
                 load_model(entry.spec)
         elif is_model_path(spec):
-            load_model(spec)
-            found = [PolicyEntry(Path(spec).name.removesuffix(".zip"), spec, "model")]
+            loaded = load_model(spec)
+            kind = "router" if hasattr(loaded, "route") else "model"  # a routing agent (llmsched-train on a cluster scenario)
+            found = [PolicyEntry(Path(spec).name.removesuffix(".zip"), spec, kind)]
         else:
             found = [PolicyEntry(parse_baseline(spec).name, spec, "baseline")]
         for entry in found:

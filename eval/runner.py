@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from llmsched_env.sim import RequestState, SimConfig, simulate
+from llmsched_env.sim.validation import ConfigError
 
 from .config import EvalConfig
 from .policies import PolicyEntry, build
@@ -53,6 +54,7 @@ class Run:
     x: float
     seed: int
     config: SimConfig  # complete: engine, workload, load or rate, seed
+    cluster: Any = None  # a cluster scenario's ClusterConfig, complete (the policy is then a router)
 
     @property
     def scenario(self) -> tuple[str, str, str | None]:
@@ -82,32 +84,49 @@ class RunResult:
     latencies: dict[str, np.ndarray]  # e2e and ttft (s) of finished requests
 
 
-def with_x(sim: SimConfig, axis: str, x: float, seed: int) -> SimConfig:
+def with_x(sim: Any, axis: str, x: float, seed: int) -> Any:
+    """``sim`` (a SimConfig or ClusterConfig) at load or rate ``x`` with ``seed``."""
     changes = {"load": x, "rate": None} if axis == "load" else {"load": None, "rate": x}
     return sim.replace(seed=seed, **changes)
 
 
 def build_grid(config: EvalConfig, policies: list[PolicyEntry]) -> list[Run]:
     """Every run of the evaluation, policies innermost so paired runs finish close together."""
+    routers = [p.label for p in policies if p.kind == "router"]
+    if config.is_cluster_grid and len(routers) != len(policies):
+        others = [p.label for p in policies if p.kind != "router"]
+        raise ConfigError(f"policies: a grid of cluster scenarios compares routers; not routers: {', '.join(others)}")
+    if not config.is_cluster_grid and routers:
+        raise ConfigError(f"policies: {', '.join(routers)} route requests across replicas; they need cluster scenarios (--scenarios clusters)")
     runs: list[Run] = []
     for setting in config.settings():
         for x in config.grid_xs(setting):
             for seed in config.seeds:
                 sim = with_x(setting.sim, config.axis, x, seed)
+                cluster = None if setting.cluster is None else with_x(setting.cluster, config.axis, x, seed)
                 for policy in policies:
                     if config.scenarios and policy.home is not None and policy.home != setting.label:
                         continue  # a bundled agent is evaluated on the scenario it was trained on
-                    runs.append(Run(len(runs), policy, setting.label, setting.hardware, setting.system, config.axis, x, seed, sim))
+                    runs.append(Run(len(runs), policy, setting.label, setting.hardware, setting.system, config.axis, x, seed, sim, cluster))
     return runs
+
+
+def _simulate(run: Run) -> Any:
+    """The run's result: the engine driven by a heuristic, a trained agent through its
+    environment (train.agents), or a cluster behind a router (llmsched_env.sim.cluster)."""
+    policy = build(run.policy)
+    if run.cluster is not None:
+        from llmsched_env.sim.cluster import Cluster
+
+        return Cluster(run.cluster, seed=run.seed).run(policy)
+    runner = getattr(policy, "simulate", None)
+    return runner(run.config, run.seed) if runner is not None else simulate(run.config, policy, seed=run.seed)
 
 
 def execute(run: Run) -> RunResult:
     """Simulate one cell of the grid (in a worker process) and flatten its outcome."""
     start = time.perf_counter()
-    policy = build(run.policy)
-    # a trained agent acts through its environment (train.agents); a heuristic drives the engine
-    runner = getattr(policy, "simulate", None)
-    result = runner(run.config, run.seed) if runner is not None else simulate(run.config, policy, seed=run.seed)
+    result = _simulate(run)
     records = result.records
     assert records is not None  # the grid keeps records
     order = np.argsort(records["id"], kind="stable")
@@ -129,6 +148,8 @@ def execute(run: Run) -> RunResult:
         "num_requests": run.config.workload.num_requests,
         "predictor": run.config.predictor.kind,
     }
+    if run.cluster is not None:
+        record["replicas"] = run.cluster.num_replicas
     record.update(result.summary)
     record["wall_s"] = time.perf_counter() - start
     return RunResult(record, requests, latencies)

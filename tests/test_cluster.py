@@ -170,3 +170,24 @@ def test_cluster_scenarios_build_configs_and_envs():
     with pytest.raises(ConfigError, match="cluster scenario"):
         scenarios.cluster_config("chat-bursty")
     assert "cluster-hetero" not in scenarios.leaderboard()
+
+
+def test_cluster_stability_is_its_replicas_verdict():
+    # below capacity every replica is stable; far above it (all to one replica) one replica's backlog grows
+    stable = Cluster(small_config(n=2, load=0.5, requests=400), seed=1).run(make_router("round-robin"))
+    assert [s["stability"] for s in stable.replica_summaries] == ["stable", "stable"]
+    assert stable.summary["stability"] == "stable"
+
+    class AllToZero:
+        name = "all-to-zero"
+
+        def reset(self, seed):
+            pass
+
+        def route(self, request, cluster):
+            return 0
+
+    overloaded = Cluster(small_config(n=2, load=1.6, requests=400), seed=1).run(AllToZero())
+    assert overloaded.replica_summaries[0]["stability"] == "unstable"
+    assert overloaded.summary["stability"] == "unstable"
+    assert stable.summary["backlog_slope_per_s"] == pytest.approx(sum(s["backlog_slope_per_s"] for s in stable.replica_summaries))

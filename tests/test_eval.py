@@ -21,6 +21,7 @@ from eval.capacity import CapacitySearch, Probe, next_probes, probe_passes, reco
 from eval.cli import main
 from eval.config import DEFAULT_SIM, CapacityConfig
 from llmsched_env.sim import FCFS, WorkloadConfig, simulate
+from llmsched_env.sim.validation import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -544,3 +545,46 @@ def test_a_bundled_agent_of_a_scenario_grid_runs_on_its_own_scenario():
     assert sorted({(r.policy.label, r.workload) for r in runs}) == [
         ("agent", "mixed-slo"), ("fcfs", "chat-a100-40gb"), ("fcfs", "mixed-slo")
     ]  # fmt: skip
+
+
+# -- cluster scenarios: routers compared on replicas ----------------------------------------------
+
+
+def test_a_cluster_grid_compares_routers_and_matches_the_cluster_directly(tmp_path):
+    from baselines.routing import available_routers, make_router
+    from llmsched_env import scenarios
+    from llmsched_env.sim.cluster import Cluster
+
+    config = EvalConfig(scenarios=("clusters",))
+    assert set(config.scenarios) == set(scenarios.cluster_names())
+    assert config.policies == ("all-routers",) and config.reference == "round-robin"  # the cluster defaults
+    out = tmp_path / "c"
+    args = ["--scenarios", "cluster-hetero", "--policies", "round-robin", "least-outstanding", "--num-seeds", "2"]
+    assert main(args + ["--num-requests", "60", "--jobs", "1", "--out", str(out)]) == 0
+    records = load_records(out)
+    assert len(records) == 4 and {r["policy_kind"] for r in records} == {"router"}
+    assert records[0]["hardware"] == "2x llama2-7b/a100 + 2x llama2-7b/h100" and records[0]["replicas"] == 4
+    for rec in records:  # each run is exactly the cluster driven by the router
+        cluster = scenarios.cluster_config("cluster-hetero", num_requests=60).replace(seed=rec["seed"])
+        direct = Cluster(cluster, seed=rec["seed"]).run(make_router(rec["policy"])).summary
+        assert rec["e2e_mean_s"] == pytest.approx(direct["e2e_mean_s"], rel=1e-12)
+        assert rec["prefix_hit_rate_tokens"] == pytest.approx(direct["prefix_hit_rate_tokens"], rel=1e-12)
+    assert "round-robin" in (out / "summary.md").read_text()
+    assert len(available_routers()) == 7
+
+
+def test_cluster_and_single_engine_scenarios_are_not_mixed_and_routers_need_clusters():
+    from eval.policies import expand
+    from eval.runner import build_grid
+
+    with pytest.raises(ConfigError, match="separate grids"):
+        EvalConfig(scenarios=("cluster-hetero", "chat-a100-40gb"))
+    with pytest.raises(ConfigError, match="capacity search runs single engines"):
+        EvalConfig(scenarios=("cluster-hetero",), capacity=CapacityConfig())
+    with pytest.raises(ConfigError, match="need cluster scenarios"):
+        build_grid(EvalConfig(scenarios=("chat-a100-40gb",)), expand(("fcfs", "least-kv")))
+    with pytest.raises(ConfigError, match="compares routers; not routers: fcfs"):
+        build_grid(EvalConfig(scenarios=("cluster-hetero",)), expand(("fcfs", "least-kv")))
+    assert "cluster-hetero" not in EvalConfig(scenarios=("all",)).scenarios  # all: the single-engine ones
+    with pytest.raises(ConfigError, match="router"):
+        expand(("prefix-affinity:nope=1",))

@@ -476,3 +476,53 @@ def test_rl_zoo3_hyperparameters_build_the_same_ppo():
     assert policy_kwargs == default.hyperparams["policy_kwargs"]
     model = PPO(policy, gym.make("llmsched/Serve-v1", **TINY_ENV), device="cpu", policy_kwargs=policy_kwargs, **entry)
     assert isinstance(model.policy, SetRankPolicy)
+
+
+# -- routing agents: llmsched-train on a cluster scenario --------------------------------------------
+
+
+def test_a_cluster_scenario_trains_a_router_that_eval_runs_as_a_router(tmp_path):
+    import gymnasium as gym
+
+    from eval.policies import expand
+    from llmsched_env import scenarios
+    from llmsched_env.sim.cluster import Cluster
+    from train.agents import load_policy
+    from train.cli import main as train_main
+
+    out = tmp_path / "router"
+    code = train_main([
+        "--scenario", "cluster-hetero", "-n", "128", "--hyperparams", "n_steps:64", "batch_size:32",
+        "--eval-episodes", "1", "--env-kwargs", "episode_requests:40", "eval_requests:40", "--out", str(out), "-q",
+    ])  # fmt: skip
+    assert code == 0 and (out / "final_model.zip").is_file() and (out / "best_model.zip").is_file()
+    router = load_policy(out / "final_model.zip")
+    assert hasattr(router, "route")
+    assert [e.kind for e in expand((str(out / "final_model.zip"),))] == ["router"]
+    # the router on the cluster is exactly the env episode with the model acting
+    config = scenarios.cluster_config("cluster-hetero", num_requests=30)
+    direct = Cluster(config, seed=7).run(router).summary
+    from llmsched_env.envs.cluster import ClusterEnv
+
+    env = ClusterEnv.from_config(config)
+    obs, info = env.reset(options={"sim_seed": 7})
+    done = False
+    while not done:
+        action, _ = router.model.predict(obs, deterministic=True, action_masks=env.action_masks())
+        obs, _, terminated, truncated, info = env.step(int(action))
+        done = terminated or truncated
+    assert info["summary"]["e2e_mean_s"] == pytest.approx(direct["e2e_mean_s"], rel=1e-12)
+    assert gym.make  # the env id is registered (imported above through llmsched_env)
+
+
+def test_router_training_rejects_the_flags_of_scheduling_agents(capsys):
+    from train.cli import main as train_main
+
+    assert train_main(["--scenario", "cluster-hetero", "--bc-teacher", "sjf"]) == 2
+    assert "--bc-teacher: not for a routing agent" in capsys.readouterr().err
+    assert train_main(["--scenario", "cluster-hetero", "chat-bursty"]) == 2
+    assert "one cluster scenario" in capsys.readouterr().err
+    assert train_main(["--scenario", "cluster-hetero", "--env-kwargs", "load:0.5"]) == 2
+    assert "episode_requests and eval_requests" in capsys.readouterr().err
+    assert train_main(["--scenario", "cluster-hetero", "--hyperparams", "nope:1"]) == 2
+    assert "nope" in capsys.readouterr().err

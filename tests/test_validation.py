@@ -253,6 +253,25 @@ def test_mooncake_case_is_pending_without_the_trace(tmp_path):
     assert cluster.mooncake_case(True, tmp_path, 1, path=tmp_path / "absent.jsonl.gz").verdict == "pending"
 
 
+def test_unbounded_token_rate_by_hand():
+    # second request: 2 cached blocks of 512 -> 1024 tokens; third: its partial block (100 tokens)
+    chains = [[0, 1, 2], [0, 1, 3], [0]]
+    assert cluster.unbounded_token_rate(chains, [1100, 1300, 100]) == pytest.approx((1024 + 100) / 2500)
+
+
+def test_mooncake_case_verdict_follows_the_rule(tmp_path, monkeypatch):
+    """A trace whose reuse is far from Table 2 fails the ratio check; the case cannot pass by construction."""
+    rows = [{"timestamp": i, "input_length": 512, "output_length": 1, "hash_ids": [i]} for i in range(50)]
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    res = cluster.mooncake_case(True, tmp_path, 1, path=path, synthetic_path=path)
+    assert res.verdict in ("partial", "fail") and "0.0%" in res.ours
+    # a trace with exactly the published reuse and small footprint passes the ratio check for that trace
+    monkeypatch.setitem(cluster.PUBLISHED_CACHE_RATIO, "synthetic", 0.0)
+    monkeypatch.setitem(cluster.PUBLISHED_CACHE_RATIO, "conversation", 0.0)
+    assert cluster.mooncake_case(True, tmp_path, 1, path=path, synthetic_path=path).verdict == "partial"
+
+
 # ------------------------------------------------------------------------------------------------
 # Whole cases (slow): the verdicts the report states
 

@@ -292,6 +292,10 @@ def load_policy(path: str | Path, device: str = "cpu") -> TrainedAgent:
     path = Path(path)
     info = read_info(path)
     model = load_model(path, device=device)
+    if info["env_id"].removeprefix("llmsched_env:").startswith("llmsched/Cluster"):
+        from .router import load_router
+
+        return load_router(path, model)  # type: ignore[return-value]  # a routing agent: a Router for cluster grids
     options = dict(info["agent_options"])
     options.setdefault("slot_layout", default_layout(info["env_id"]))  # models saved before the option
     return TrainedAgent(name=path.name.removesuffix(".zip"), model=model, options=options, encoder=trace_encoder(model))

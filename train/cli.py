@@ -158,11 +158,28 @@ def run_directory(config: TrainConfig, args: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .router import is_cluster_scenario
+
+        if args.scenario and is_cluster_scenario(_weighted(args.scenario[0])["scenario"]):
+            return _train_router(args)
         config = resolve_config(args)
         return train(config, args)
     except ConfigError as err:
         print(f"llmsched-train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _train_router(args: argparse.Namespace) -> int:
+    """A cluster scenario trains a routing agent (train.router)."""
+    from .router import config_from_args, train_router
+
+    config = config_from_args(args, parse_pairs)
+    out = Path(args.out) if args.out else Path(args.log_folder) / f"{config.scenario}__ppo_mask__{config.seed}__{int(time.time())}"
+    tb_dir = Path(args.tensorboard_log) / out.name if args.tensorboard_log else out / "tb"
+    if args.num_threads is not None and args.num_threads < 1:
+        raise ConfigError(f"--num-threads={args.num_threads} is invalid: expected an integer >= 1")
+    progress = True if args.progress is None else bool(args.progress)
+    return train_router(config, out, tb_dir, args.quiet, progress, args.num_threads)
 
 
 def train(config: TrainConfig, args: argparse.Namespace) -> int:

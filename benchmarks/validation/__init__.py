@@ -17,7 +17,7 @@ into one markdown report with PNG plots (:mod:`benchmarks.validation.run`):
 7. Sarathi-Serve vs vLLM capacity under a P99 TBT SLO (``sarathi.sarathi_vs_vllm``)
 8. SSJF vs FCFS and the batch size (``ssjf.ssjf``)
 9. Routing: random = N x M/G/1, JSQ between M/M/N and N x M/M/1 (``cluster.queueing_case``)
-10. Mooncake conversation trace: prefix-cache hit rate by cache size (``cluster.mooncake_case``)
+10. Mooncake traces: prefix-cache hit rate by cache size against the paper (``cluster.mooncake_case``)
 """
 
 from __future__ import annotations

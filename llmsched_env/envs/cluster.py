@@ -277,11 +277,9 @@ class ClusterEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Replicas that can serve the arriving request (all if none can), one bool each."""
-        cluster, r = self.cluster, self.request
-        if cluster is None or r is None:
+        if self.cluster is None or self.request is None:
             return np.ones(self.num_replicas, dtype=bool)
-        mask = np.array([cluster.can_serve(i, r) for i in range(self.num_replicas)], dtype=bool)
-        return mask if mask.any() else np.ones(self.num_replicas, dtype=bool)
+        return route_mask(self.cluster, self.request)
 
     def _default_reward_scale(self) -> float:
         config = self.config
@@ -292,32 +290,8 @@ class ClusterEnv(gym.Env):
 
     # ------------------------------------------------------------------------------ observation
     def _observe(self) -> dict[str, np.ndarray]:
-        cluster = self.cluster
-        assert cluster is not None
-        N = self.num_replicas
-        rows = np.zeros((N, len(REPLICA_FEATURES)), dtype=np.float64)
-        r = self.request
-        for i, engine in enumerate(cluster.engines):
-            rows[i] = (
-                math.log1p(max(cluster.waiting(i), 0)) / _LOG_COUNT,
-                math.log1p(engine.batch_size) / _LOG_COUNT,
-                math.log1p(cluster.outstanding(i)) / _LOG_COUNT,
-                engine.free_blocks / engine.num_blocks,
-                math.log1p(1000.0 * engine.last_iteration_time) / math.log1p(1000.0),
-                cluster.prefix_overlap(i, r) if r is not None else 0.0,
-                1.0 if r is not None and cluster.can_serve(i, r) else 0.0,
-            )
-        request = np.zeros(len(REQUEST_OBS), dtype=np.float64)
-        if r is not None:
-            request[:] = (
-                math.log1p(r.prompt_len) / _LOG_LENGTH,
-                math.log1p(max(r.predicted_output, 0.0)) / _LOG_LENGTH,
-                cluster.arrived / self.config.workload.num_requests,
-            )
-        return {
-            "replicas": np.minimum(rows, 10.0).astype(np.float32),
-            "request": np.minimum(request, 10.0).astype(np.float32),
-        }
+        assert self.cluster is not None
+        return observe_cluster(self.cluster, self.request, self.config.workload.num_requests)
 
     def _info(self, invalid: bool) -> dict[str, Any]:
         cluster = self.cluster
@@ -347,3 +321,39 @@ class ClusterEnv(gym.Env):
                 f"kv {cluster.kv_used(i):5.1%}  cached {overlap:5.1%}"
             )
         return "\n".join(lines) + "\n"
+
+
+def route_mask(cluster: Cluster, request: Request) -> np.ndarray:
+    """(N,) bool: the replicas that can serve ``request`` (all if none can)."""
+    mask = np.array([cluster.can_serve(i, request) for i in range(len(cluster.engines))], dtype=bool)
+    return mask if mask.any() else np.ones(len(cluster.engines), dtype=bool)
+
+
+def observe_cluster(cluster: Cluster, request: Request | None, num_requests: int) -> dict[str, np.ndarray]:
+    """The observation of ``llmsched/Cluster-v0`` when ``request`` arrives (None: no arrival):
+    ``replicas`` (N, len(REPLICA_FEATURES)) and ``request`` (len(REQUEST_OBS),), float32 in [0, 10].
+    A module function so that a trained router can act on a :class:`Cluster` without the env."""
+    N = len(cluster.engines)
+    rows = np.zeros((N, len(REPLICA_FEATURES)), dtype=np.float64)
+    r = request
+    for i, engine in enumerate(cluster.engines):
+        rows[i] = (
+            math.log1p(max(cluster.waiting(i), 0)) / _LOG_COUNT,
+            math.log1p(engine.batch_size) / _LOG_COUNT,
+            math.log1p(cluster.outstanding(i)) / _LOG_COUNT,
+            engine.free_blocks / engine.num_blocks,
+            math.log1p(1000.0 * engine.last_iteration_time) / math.log1p(1000.0),
+            cluster.prefix_overlap(i, r) if r is not None else 0.0,
+            1.0 if r is not None and cluster.can_serve(i, r) else 0.0,
+        )
+    features = np.zeros(len(REQUEST_OBS), dtype=np.float64)
+    if r is not None:
+        features[:] = (
+            math.log1p(r.prompt_len) / _LOG_LENGTH,
+            math.log1p(max(r.predicted_output, 0.0)) / _LOG_LENGTH,
+            cluster.arrived / num_requests,
+        )
+    return {
+        "replicas": np.minimum(rows, 10.0).astype(np.float32),
+        "request": np.minimum(features, 10.0).astype(np.float32),
+    }

@@ -393,6 +393,10 @@ class Cluster:
             summary[f"replica/{i}/utilization"] = s["busy_fraction"]
             for key in totals:
                 totals[key] += getattr(engine.stats, key)
+        # the cluster's backlog is the sum of its replicas'; it is stable when every replica is
+        verdicts = [s["stability"] for s in replica_summaries]
+        summary["stability"] = "unstable" if "unstable" in verdicts else ("stable" if all(v == "stable" for v in verdicts) else "inconclusive")
+        summary["backlog_slope_per_s"] = float(sum(s["backlog_slope_per_s"] for s in replica_summaries))
         if any(e.prefix_cache is not None for e in self.engines):
             summary["prefix_hit_rate_tokens"] = totals["prefix_hit_tokens"] / max(totals["prefix_query_tokens"], 1)
             summary["prefix_hit_rate_blocks"] = totals["prefix_hit_blocks"] / max(totals["prefix_query_blocks"], 1)
