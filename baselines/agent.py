@@ -1,7 +1,7 @@
 """A heuristic policy as an agent of ``llmsched/Serve-v1``: the same object, through the env.
 
 :class:`PolicyAgent` turns a policy's priorities for the requests in the env's slots into the
-env's action:
+env's action (with :mod:`llmsched_env.sim.slots`, the slot toolkit):
 
 * ``rank`` mode: each visible request's score is minus its rank in the policy's order (ties by
   arrival, then id, as in the engine), scaled into [-1, 1]; with ``preemption_control`` the mode
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from llmsched_env.sim.request import PreemptionMode, Request
+from llmsched_env.sim.slots import RANK_COLUMNS, rank_action_shape, rank_scores
 
 
 class PolicyAgent:
@@ -56,27 +57,24 @@ class PolicyAgent:
         scores = np.zeros(K, dtype=np.float32)
         n = len(slots)
         if n:
-            priorities = self.policy.priorities(slots, engine.now)
-            order = sorted(range(n), key=lambda i: (float(priorities[i]), slots[i].arrival, slots[i].id))
-            ranks = np.empty(n)
-            ranks[order] = np.arange(n)
-            scores[:n] = 1.0 - 2.0 * ranks / max(n, 1)  # first in order -> 1, strictly decreasing
+            scores[:n] = rank_scores(self.policy.priorities(slots, engine.now), slots)
         if not unwrapped.preemption_control:
             return scores
-        action = np.zeros((K, 5), dtype=np.float32)
-        action[:, 0] = scores
-        action[:, 1] = -1.0  # never evict by hand: preemptions come from the order, as in the engine
+        action = np.zeros(rank_action_shape(K, True), dtype=np.float32)
+        action[:, RANK_COLUMNS.index("score")] = scores
+        action[:, RANK_COLUMNS.index("evict")] = -1.0  # never evict by hand: preemptions come from the order, as in the engine
         choose = getattr(self.policy, "preemption_mode", None)
         default = PreemptionMode.parse(unwrapped.config.engine.preemption_mode)
+        first_mode = RANK_COLUMNS.index("prefer_recompute")  # the columns follow PreemptionMode's values
         for i, r in enumerate(slots):
             mode = choose(r, engine) if choose is not None else None
-            action[i, 2 + int(default if mode is None else mode)] = 1.0
+            action[i, first_mode + int(default if mode is None else mode)] = 1.0
         return action
 
     def _admit(self, unwrapped: Any, slots: list[Request], engine: Any) -> int:
         held = [i for i, r in enumerate(slots) if r.held]
         if not held:
             return unwrapped.num_slots  # advance
-        priorities = self.policy.priorities([slots[i] for i in held], engine.now)
-        best = min(range(len(held)), key=lambda j: (float(priorities[j]), slots[held[j]].arrival, slots[held[j]].id))
-        return held[best]
+        waiting = [slots[i] for i in held]
+        scores = rank_scores(self.policy.priorities(waiting, engine.now), waiting)
+        return held[int(np.argmax(scores))]  # the first in the policy's order

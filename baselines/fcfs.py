@@ -4,7 +4,8 @@ Requests are served in arrival order (score = arrival time). A request that has 
 arrived before every request that has not, so nobody is ever preempted to make room for a later
 arrival; when the KV cache runs out, the request that needs a block evicts the lowest-ranked
 holder, i.e. the latest arrival, as vLLM's scheduler does (it preempts the tail of its running
-queue). The same order as the engine's default :class:`llmsched_env.sim.FCFS`.
+queue). The order is the engine's default, :class:`llmsched_env.sim.policy.FCFS`, whose
+``priorities`` this baseline uses; this class adds the baseline's registry name and parameters.
 
 Source: vLLM (Kwon et al., "Efficient Memory Management for Large Language Model Serving with
 PagedAttention", SOSP 2023), scheduler policy ``fcfs``.
@@ -13,9 +14,8 @@ PagedAttention", SOSP 2023), scheduler policy ``fcfs``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
-from llmsched_env.sim.request import Request
+from llmsched_env.sim import policy
 
 from .base import Baseline
 
@@ -27,5 +27,4 @@ class FCFS(Baseline):
     key = "fcfs"
     dynamic = False
 
-    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
-        return [r.arrival for r in requests]
+    priorities = policy.FCFS.priorities  # score = arrival time

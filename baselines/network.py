@@ -38,7 +38,7 @@ from llmsched_env.sim.policy import Policy
 from llmsched_env.sim.request import Request
 from llmsched_env.sim.validation import ConfigError, check_choice, fail
 
-from . import parse as parse_single
+from .registry import parse as parse_single
 
 
 class BufferRank:

@@ -35,6 +35,8 @@ from llmsched_env.sim.cluster import Cluster
 from llmsched_env.sim.request import Request
 from llmsched_env.sim.validation import ConfigError, check_known_keys, check_nonnegative, check_number
 
+from .registry import parse_spec
+
 
 def _eligible(request: Request, cluster: Cluster) -> list[int]:
     n = len(cluster.engines)
@@ -82,17 +84,25 @@ class RoundRobin(_Router):
         raise AssertionError("no replica")  # pragma: no cover
 
 
-class RandomRouter(_Router):
-    """Uniformly at random (seeded by ``reset``)."""
+class _RandomizedRouter(_Router):
+    """A router with its own random stream, reseeded by ``reset``: ``default_rng([seed, stream])``
+    (the routers' stream convention, kept so that their runs stay as published)."""
 
-    key = "random"
+    stream = 0
 
     def __init__(self) -> None:
         super().__init__()
         self.rng = np.random.default_rng(0)
 
     def reset(self, seed: int) -> None:
-        self.rng = np.random.default_rng([seed, 0x726F7574])
+        self.rng = np.random.default_rng([seed, self.stream])
+
+
+class RandomRouter(_RandomizedRouter):
+    """Uniformly at random (seeded by ``reset``)."""
+
+    key = "random"
+    stream = 0x726F7574  # "rout"
 
     def route(self, request: Request, cluster: Cluster) -> int:
         able = _eligible(request, cluster)
@@ -117,17 +127,11 @@ class LeastKV(_Router):
         return _least(_eligible(request, cluster), lambda i: (cluster.kv_used(i), cluster.outstanding(i)))
 
 
-class PowerOfTwo(_Router):
+class PowerOfTwo(_RandomizedRouter):
     """Two distinct replicas at random; the one with fewer outstanding requests."""
 
     key = "power-of-two"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rng = np.random.default_rng(0)
-
-    def reset(self, seed: int) -> None:
-        self.rng = np.random.default_rng([seed, 0x706F7432])
+    stream = 0x706F7432  # "pot2"
 
     def route(self, request: Request, cluster: Cluster) -> int:
         able = _eligible(request, cluster)
@@ -215,8 +219,6 @@ def make_router(name: str, **params: Any):
 
 def parse_router(spec: str):
     """A router from ``"name"`` or ``"name:key=value,..."`` (values as in ``baselines.parse``)."""
-    from . import parse_spec
-
     name, params = parse_spec(spec, "router")
     return make_router(name, **params)
 

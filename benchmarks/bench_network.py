@@ -39,7 +39,7 @@ import numpy as np
 
 from baselines.network import parse
 from llmsched_env.sim.network import NetworkResult, simulate_network
-from llmsched_env.sim.network_presets import (
+from llmsched_env.sim.network.presets import (
     CODING_RATES,
     TRACELAB_OUTPUT_MEAN,
     TRACELAB_OUTPUT_SIGMA,

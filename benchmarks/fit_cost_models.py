@@ -532,7 +532,7 @@ def main() -> None:
     ref = json.loads(DERIVED_JSON.read_text())
     fits = ref["whole_iteration_fits_ms"]
     decode_only = fits["decode_only"]
-    design = {**fits["B"], "da": decode_only["a"], "dc": decode_only["c"], "dd": decode_only["d"]}
+    derived_fits = {**fits["B"], "da": decode_only["a"], "dc": decode_only["c"], "dd": decode_only["d"]}
 
     print("== Llama-2-7B, A100-80GB, TP1: validation of the method")
     t_a100 = llama2_7b_a100()
@@ -546,17 +546,17 @@ def main() -> None:
         print("   stored  " + ", ".join(f"{k}={stored[kind][k]}" for k in attn[kind]) + f"   ({stored[kind]['fit']})")
     fa = Fit(t_a100)
     fa.report("A100 (this method)")
-    print(f"   DESIGN fit B:        a={design['a']} b={design['b']} c={design['c']} d={design['d']} e={design['e']}")
-    print(f"   DESIGN decode-only:  a'={design['da']} c'={design['dc']} d'={design['dd']}")
-    print("   DESIGN fits vs this method's fits on the same batches: mixed "
-          + mape(predict_b(design, *fa.mixed), predict_b(fa.coef, *fa.mixed))
-          + "; decode-only " + mape(predict_decode(design, *fa.decode), predict_decode(fa.coef, *fa.decode)))
-    print("   DESIGN fits vs the composed time: mixed " + mape(predict_b(design, *fa.mixed), fa.y_mixed)
-          + "; decode-only " + mape(predict_decode(design, *fa.decode), fa.y_decode)
-          + "; fit B on the decode-only batches " + mape(predict_b(design, *fa.decode), fa.y_decode))
-    print("   step of the DESIGN fits from a decode-only batch to the same batch + a 1-token prefill:")
+    print(f"   stored fit B:        a={derived_fits['a']} b={derived_fits['b']} c={derived_fits['c']} d={derived_fits['d']} e={derived_fits['e']}")
+    print(f"   stored decode-only:  a'={derived_fits['da']} c'={derived_fits['dc']} d'={derived_fits['dd']}")
+    print("   stored fits vs this method's fits on the same batches: mixed "
+          + mape(predict_b(derived_fits, *fa.mixed), predict_b(fa.coef, *fa.mixed))
+          + "; decode-only " + mape(predict_decode(derived_fits, *fa.decode), predict_decode(fa.coef, *fa.decode)))
+    print("   stored fits vs the composed time: mixed " + mape(predict_b(derived_fits, *fa.mixed), fa.y_mixed)
+          + "; decode-only " + mape(predict_decode(derived_fits, *fa.decode), fa.y_decode)
+          + "; fit B on the decode-only batches " + mape(predict_b(derived_fits, *fa.decode), fa.y_decode))
+    print("   step of the stored fits from a decode-only batch to the same batch + a 1-token prefill:")
     for dd in (1, 32, 77, 128):
-        tb, td = predict_b(design, *one(1.0, dd, dd * 1024.0))[0], predict_decode(design, *one(0.0, dd, dd * 1024.0))[0]
+        tb, td = predict_b(derived_fits, *one(1.0, dd, dd * 1024.0))[0], predict_decode(derived_fits, *one(0.0, dd, dd * 1024.0))[0]
         print(f"      D={dd:3d}, ctx 1024: {td:6.2f} ms -> {tb:6.2f} ms")
 
     print("\n== H100/A100 time ratios of the Llama-2-7B layer's linear ops (TP1, from the two mlp.csv)")
@@ -600,7 +600,7 @@ def main() -> None:
         print(f"   b={b:5d}: staircase {stair:7.2f} ms, Vidur non-attention ops x 48 layers {lin:7.2f} ms")
 
     print("\nCoefficients for cost.py (ms):")
-    for label, f in (("llama2-7b/a100 (this method; the preset keeps the DESIGN fits)", fa),
+    for label, f in (("llama2-7b/a100 (this method; the preset keeps the stored fits)", fa),
                      ("llama2-7b/h100", fh), ("llama2-70b/a100-tp2", f70)):
         print(f"   {label}: " + ", ".join(f"{k}={v:.4g}" for k, v in f.coef.items()))
 

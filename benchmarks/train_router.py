@@ -32,7 +32,7 @@ from baselines.routing import available_routers, make_router  # noqa: E402
 from benchmarks.bench_baselines import ci  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 from llmsched_env.sim.cluster import Cluster  # noqa: E402
-from train.agents import load_policy  # noqa: E402
+from train.router import load_policy  # noqa: E402
 from train.router import RouterTrainConfig, train_router  # noqa: E402
 
 HELD_OUT = 10_000

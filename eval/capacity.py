@@ -97,10 +97,12 @@ def search_capacity(
     policies: list[PolicyEntry],
     jobs: int,
     on_round: Callable[[list[CapacitySearch]], None] = lambda searches: None,
+    backend: str = "local",
 ) -> tuple[list[CapacitySearch], bool]:
     """Run every policy's search on every scenario; returns (searches, completed).
 
-    ``on_round`` is called after each round (to write partial results).
+    ``on_round`` is called after each round (to write partial results); ``backend`` runs the
+    probes as :func:`eval.runner.run_all` does.
     """
     assert config.capacity is not None
     cap = config.capacity
@@ -138,7 +140,7 @@ def search_capacity(
         def collect(run: Run, result: RunResult) -> None:
             summaries.setdefault(owner[run.index], []).append(result.record)
 
-        if not run_all(runs, jobs, collect, progress=f"capacity round {round_number}"):
+        if not run_all(runs, jobs, collect, progress=f"capacity round {round_number}", backend=backend):
             for search, _, _ in searches:
                 if not search.done:
                     search.note = "interrupted"

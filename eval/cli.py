@@ -15,6 +15,9 @@ run, written as runs complete), ``runs/<n>.npz`` (per-request records), ``aggreg
 config, reusable with ``--config``), ``capacity.json`` (with ``--capacity``), PNG plots in
 ``plots/`` and TensorBoard logs in ``tb/`` (``tensorboard --logdir <out>/tb``).
 
+``--backend ray`` runs every run as a Ray task (the ``ray`` extra; a local Ray, or the cluster
+of ``--ray-address``), with the same outputs (``eval/ray_runner.py``).
+
 Exit codes: 0 done; 2 a mistake in the input (one-line message, no traceback); 130 interrupted
 (Ctrl-C: the runs that finished are written and reported).
 """
@@ -40,7 +43,7 @@ from llmsched_env.sim.validation import ConfigError
 
 from .aggregate import aggregate
 from .capacity import CapacitySearch, search_capacity
-from .config import WORKLOAD_GRID_LOADS, EvalConfig, load_eval_config
+from .config import BACKENDS, WORKLOAD_GRID_LOADS, EvalConfig, load_eval_config
 from .policies import ALL_BASELINES, BUNDLED_AGENTS, MODELS_DIR, expand, find_reference
 from .report import (
     aggregate_csv,
@@ -95,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity-requests", type=int, metavar="N", help="requests per capacity probe (default 4000)")
     p.add_argument("--slo-attainment", type=float, metavar="F", help="attainment the slo capacity needs (default 0.9)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. sim.engine.batching=vllm")
-    p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores; ray: the local Ray's CPUs, "
+                   "or with --ray-address the most runs in flight)")
+    p.add_argument("--backend", choices=BACKENDS, help="local: worker processes (default); ray: every run a Ray task (the ray extra)")
+    p.add_argument("--ray-address", metavar="ADDR", help="ray: the cluster to run on (auto: the one `ray start` runs here; "
+                   "default: start a local Ray)")
     p.add_argument("--out", metavar="DIR", help="output folder (default eval_out/<name>)")
     p.add_argument("--name", help="evaluation name (default 'default')")
     p.add_argument("--overwrite", action="store_true", help="replace the results of a different evaluation in the output folder")
@@ -136,6 +143,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         "hardware": args.hardware,
         "systems": args.systems,
         "jobs": args.jobs,
+        "backend": args.backend,
+        "ray_address": args.ray_address,
         "out": args.out,
         "name": args.name,
         "sim.workload.num_requests": args.num_requests,
@@ -214,7 +223,7 @@ def config_text(config: EvalConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
-OUTPUT_OPTIONS = ("name", "out", "jobs", "plots", "tensorboard", "save_requests")  # not what is evaluated
+OUTPUT_OPTIONS = ("name", "out", "jobs", "backend", "ray_address", "plots", "tensorboard", "save_requests")  # not what is evaluated
 
 
 def _grid(data: dict) -> dict:
@@ -321,6 +330,10 @@ def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False, 
     capacity search, if any, runs again)."""
     policies = expand(config.policies)
     reference = find_reference(config.reference, policies)
+    if config.backend == "ray":
+        from .ray_runner import import_ray
+
+        import_ray()  # a missing extra fails before the output folder is touched
     out = config.out_dir
     runs = build_grid(config, policies)
     finished: list[RunResult] = []
@@ -337,19 +350,30 @@ def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False, 
     todo = [run for run in runs if run.index not in done]
     if resume:
         print(f"{PROG}: resuming: {len(finished)} of {len(runs)} runs finished earlier, {len(todo)} to run", file=sys.stderr)
-    jobs = config.workers
+    jobs = config.workers  # worker processes (the header reports them)
+    parallel = jobs  # what run_all gets: processes, or on Ray the most tasks in flight (0: all)
     start = time.perf_counter()
-    completed = run_all(todo, jobs, writer.add) if todo else True
-    if completed:
-        writer.finish()
-    searches: list[CapacitySearch] = []
-    if completed and config.capacity is not None:
+    started_ray = False
+    if config.backend == "ray" and (todo or config.capacity is not None):
+        from . import ray_runner
 
-        def save(found: list[CapacitySearch]) -> None:
-            write_json(out / "capacity.json", [s.to_dict() for s in found])
+        started_ray = ray_runner.init(config.ray_address, config.jobs or None)
+        jobs, parallel = config.jobs or ray_runner.cluster_cpus(), config.jobs
+    try:
+        completed = run_all(todo, parallel, writer.add, backend=config.backend) if todo else True
+        if completed:
+            writer.finish()
+        searches: list[CapacitySearch] = []
+        if completed and config.capacity is not None:
 
-        searches, completed = search_capacity(config, policies, jobs, on_round=save)
-        save(searches)
+            def save(found: list[CapacitySearch]) -> None:
+                write_json(out / "capacity.json", [s.to_dict() for s in found])
+
+            searches, completed = search_capacity(config, policies, parallel, on_round=save, backend=config.backend)
+            save(searches)
+    finally:
+        if started_ray:
+            ray_runner.shutdown()
     seconds = time.perf_counter() - start
     livelocks = [r.record for r in writer.results if r.record.get("livelock")]
     if livelocks:

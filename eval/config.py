@@ -22,6 +22,8 @@ YAML layout (every key optional; unknown keys are errors)::
     sim: {workload: {num_requests: 2000}, predictor: {kind: lognormal, sigma: 0.5}, slo_ttft_s: 2.0}
     capacity: {criterion: stable} # or null (no capacity search)
     jobs: 0                       # worker processes; 0 = all cores
+    backend: local                # local (worker processes) or ray (Ray tasks, eval/ray_runner.py)
+    ray_address: null             # ray: the cluster to join (auto: the one `ray start` runs here); null: a local Ray
     out: null                     # output folder; null = eval_out/<name>
 """
 
@@ -51,6 +53,7 @@ from llmsched_env.sim.workload import LENGTH_KINDS
 from .policies import ALL_BASELINES, ALL_ROUTERS, BUNDLED_AGENTS
 
 DEFAULT_POLICIES = (ALL_BASELINES, BUNDLED_AGENTS)  # a cluster grid's default is ALL_ROUTERS
+BACKENDS = ("local", "ray")  # where the runs execute (eval/runner.py, eval/ray_runner.py)
 
 DEFAULT_SIM = SimConfig(
     # 3,000 requests per run: the default grid (9 baselines and the bundled agent x 3 loads x 3
@@ -153,7 +156,12 @@ class EvalConfig:
             and ``rates`` each scenario runs at its own load.
         num_requests: requests per scenario run (None: each scenario's own).
         capacity: the capacity search, or None to skip it.
-        jobs: worker processes (0: all cores).
+        jobs: worker processes (0: all cores); on the ``ray`` backend the CPUs of the local Ray it
+            starts, or with ``ray_address`` the most runs in flight at once (0: all the cluster's CPUs).
+        backend: ``local`` (a pool of worker processes) or ``ray`` (every run a Ray task,
+            ``eval/ray_runner.py``); the same seeds give the same results on both.
+        ray_address: the Ray cluster of the ``ray`` backend (``auto``: the one ``ray start`` runs on
+            this machine; None: a local Ray is started).
         out: output folder (None: ``eval_out/<name>``).
         plots, tensorboard: write PNG plots / TensorBoard logs.
         save_requests: keep every run's per-request records in ``runs/<n>.npz``.
@@ -173,6 +181,8 @@ class EvalConfig:
     sim: SimConfig = DEFAULT_SIM
     capacity: CapacityConfig | None = None
     jobs: int = 0
+    backend: str = "local"
+    ray_address: str | None = None
     out: str | None = None
     plots: bool = True
     tensorboard: bool = True
@@ -240,6 +250,12 @@ class EvalConfig:
                     "capacity.criterion='slo' needs an SLO: set sim.slo_ttft_s and/or sim.slo_tpot_s"
                 )
         object.__setattr__(self, "jobs", check_nonnegative("jobs", self.jobs, integer=True))
+        check_choice("backend", self.backend, BACKENDS)
+        if self.ray_address is not None:
+            if not isinstance(self.ray_address, str) or not self.ray_address:
+                raise fail("ray_address", self.ray_address, "a Ray cluster address (host:port or auto) or None")
+            if self.backend != "ray":
+                raise ConfigError(f"ray_address={self.ray_address!r} needs backend='ray', not backend={self.backend!r}")
         if self.out is not None and (not isinstance(self.out, str) or not self.out):
             raise fail("out", self.out, "a folder path or None")
         for name in ("plots", "tensorboard", "save_requests"):

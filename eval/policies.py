@@ -5,6 +5,9 @@
 * A trained agent is an SB3 ``.zip`` file (or any path), loaded by ``train.agents.load_policy``
   (built by the training package); its label is the file name without ``.zip``. It runs through
   its Gymnasium environment: the loaded object's ``simulate(config, seed)`` replaces the engine's.
+* An RLlib agent is ``rllib:PATH``, a checkpoint folder saved by ``llmsched-train --backend rllib``
+  (the ``ray`` extra), loaded by ``train.rllib.load_policy``; its label is the folder's name (the
+  run's for ``<run>/checkpoint``). It runs through its environment as a trained agent does.
 * ``all-baselines`` expands to every registered baseline with default parameters and
   ``bundled-agents`` to every ``models/*.zip`` shipped with the project (``models/README.md``).
 * A router (``baselines.routing``: ``"least-outstanding"``, ``"prefix-affinity:cache_threshold=0.3"``)
@@ -26,6 +29,7 @@ from llmsched_env.sim.validation import ConfigError
 ALL_BASELINES = "all-baselines"
 ALL_ROUTERS = "all-routers"
 BUNDLED_AGENTS = "bundled-agents"
+RLLIB_PREFIX = "rllib:"  # an RLlib checkpoint folder
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"  # the project's shipped agents
 
 
@@ -56,12 +60,23 @@ def available_baselines() -> list[str]:
 
 
 def is_model_path(spec: str) -> bool:
-    """Trained agents are given by path: a ``.zip`` file or anything with a path separator."""
-    return spec.endswith(".zip") or "/" in spec or "\\" in spec
+    """Trained agents are given by path: a ``.zip`` file, an ``rllib:`` checkpoint or anything with a path separator."""
+    return spec.endswith(".zip") or spec.startswith(RLLIB_PREFIX) or "/" in spec or "\\" in spec
+
+
+def model_label(spec: str) -> str:
+    """A trained agent's name in reports: its file's name without ``.zip``, or an RLlib checkpoint's."""
+    if spec.startswith(RLLIB_PREFIX):
+        folder = Path(spec.removeprefix(RLLIB_PREFIX)).resolve()
+        return folder.parent.name if folder.name == "checkpoint" else folder.name
+    return Path(spec).name.removesuffix(".zip")
 
 
 def load_model(path: str) -> Policy:
-    """A trained agent from its file, through ``train.agents.load_policy``."""
+    """A trained agent from its file, through ``train.agents.load_policy`` (``train.rllib.load_policy``
+    for an ``rllib:`` checkpoint)."""
+    if path.startswith(RLLIB_PREFIX):
+        return _load_rllib(path.removeprefix(RLLIB_PREFIX))
     if not Path(path).is_file():
         raise ConfigError(f"policy {path!r}: model file does not exist")
     try:
@@ -74,11 +89,31 @@ def load_model(path: str) -> Policy:
             "(the training package), which is not installed"
         )
     try:
+        is_router = getattr(agents, "is_router_model", None)
+        if is_router is not None and is_router(agents.read_info(path)):  # a routing agent (llmsched-train on a cluster scenario)
+            return importlib.import_module("train.router").load_policy(path)
         return agents.load_policy(path)
     except ConfigError:
         raise
     except Exception as err:  # a corrupt or foreign file: report it as the user's input
         raise ConfigError(f"policy {path!r}: cannot load the model ({type(err).__name__}: {err})") from None
+
+
+def _load_rllib(path: str) -> Policy:
+    spec = RLLIB_PREFIX + path
+    if not Path(path).is_dir():
+        raise ConfigError(f"policy {spec!r}: checkpoint folder does not exist")
+    try:
+        rllib = importlib.import_module("train.rllib")
+    except ImportError as err:
+        raise ConfigError(f"policy {spec!r} is an RLlib checkpoint, but loading it needs Ray's RLlib ({err}): "
+                          'install the extra, pip install -e ".[ray]"') from None
+    try:
+        return rllib.load_policy(path, name=model_label(spec))
+    except ConfigError as err:
+        raise ConfigError(f"policy {spec!r}: {err}") from None
+    except Exception as err:  # a corrupt or foreign checkpoint: report it as the user's input
+        raise ConfigError(f"policy {spec!r}: cannot load the checkpoint ({type(err).__name__}: {err})") from None
 
 
 def build(entry: PolicyEntry) -> Policy:
@@ -143,7 +178,7 @@ def expand(specs: tuple[str, ...]) -> list[PolicyEntry]:
         elif is_model_path(spec):
             loaded = load_model(spec)
             kind = "router" if hasattr(loaded, "route") else "model"  # a routing agent (llmsched-train on a cluster scenario)
-            found = [PolicyEntry(Path(spec).name.removesuffix(".zip"), spec, kind)]
+            found = [PolicyEntry(model_label(spec), spec, kind)]
         else:
             found = [PolicyEntry(parse_baseline(spec).name, spec, "baseline")]
         for entry in found:

@@ -6,7 +6,9 @@ Each :class:`Run` is one cell of the grid, one ``simulate(config, policy, seed=s
 (``results.json``, ``results.csv``, ``runs/<n>.npz``), so an interrupted evaluation keeps
 everything that finished. Ctrl-C cancels the runs not started, stops the workers at once (their
 runs in progress are dropped) and returns what is done; :func:`finished_cells` reads the cells an
-interrupted evaluation wrote back, so a resumed one runs only the rest.
+interrupted evaluation wrote back, so a resumed one runs only the rest. The ``ray`` backend sends
+each cell to :func:`execute` as a Ray task instead (``eval/ray_runner.py``), with the same
+callback.
 """
 
 from __future__ import annotations
@@ -173,16 +175,23 @@ def run_all(
     jobs: int,
     on_result: Callable[[Run, RunResult], None],
     progress: str = "runs",
+    backend: str = "local",
 ) -> bool:
     """Execute ``runs`` on ``jobs`` processes, calling ``on_result`` as each completes.
 
-    Returns False if interrupted by Ctrl-C (runs not started are dropped; ``on_result`` has seen
-    every run that finished). Errors in a run (e.g. a ConfigError) propagate.
+    ``backend="ray"``: every run a Ray task on the Ray session this process is connected to
+    (``eval.ray_runner``), at most ``jobs`` in flight (0: all). Returns False if interrupted by
+    Ctrl-C (runs not started are dropped; ``on_result`` has seen every run that finished). Errors
+    in a run (e.g. a ConfigError) propagate.
     """
     from tqdm import tqdm
 
     bar = tqdm(total=len(runs), desc=progress, unit="run", file=sys.stderr, disable=None, dynamic_ncols=True)
     try:
+        if backend == "ray":
+            from .ray_runner import run_tasks
+
+            return run_tasks(runs, execute, on_result, bar.update, max_in_flight=jobs)
         if jobs <= 1 or len(runs) <= 1:
             for run in runs:
                 on_result(run, execute(run))

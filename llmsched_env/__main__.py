@@ -13,11 +13,15 @@ import json
 import math
 import sys
 import time
+from importlib.metadata import entry_points
 
 from .cli_args import ArgumentParser
 from .sim import SimConfig, available_hardware, available_length_presets, load_config, simulate
 from .sim.engine_config import BATCHING_RULES
 from .sim.validation import ConfigError
+
+#: the entry-point group of the packages that turn a ``--policy`` spec into a policy
+POLICY_PARSERS = "llmsched.policies"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,12 +111,14 @@ def format_summary(result) -> str:
 
 
 def _policy(spec: str):
-    """A baseline by spec (the baselines package ships with the project)."""
-    try:
-        import baselines
-    except ImportError:  # pragma: no cover - installed together
-        raise ConfigError("--policy needs the baselines package, which is not installed") from None
-    return baselines.parse(spec)
+    """A policy by spec, built by the policy package registered under the entry-point group
+    :data:`POLICY_PARSERS` (the project registers ``baselines.parse``): the simulator's command
+    line reaches the baselines through the installed package's metadata, never by importing a
+    layer above it."""
+    parsers = entry_points(group=POLICY_PARSERS)
+    if "baselines" not in parsers.names:
+        raise ConfigError(f"--policy needs the baselines package (entry point group {POLICY_PARSERS!r}), which is not installed")
+    return parsers["baselines"].load()(spec)
 
 
 def main(argv: list[str] | None = None) -> int:

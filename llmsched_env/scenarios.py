@@ -53,12 +53,12 @@ from typing import Any, Mapping
 
 from .sim import EngineConfig, PredictorConfig, SimConfig, WorkloadConfig
 from .sim.config import from_dict, load_yaml
+from .sim.slots import ACTION_MODES
 from .sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
 
 #: the scenario files (a repository folder: the project installs in place, ``pip install -e .``)
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "configs" / "scenarios"
 REWARDS = ("latency", "slo_goodput", "throughput")
-ACTION_MODES = ("rank", "admit")
 SLOT_LAYOUTS = ("queue", "kv-first")
 
 

@@ -19,7 +19,7 @@ import llmsched_env  # noqa: F401  (registers the environments)
 from baselines.network import ClassPriority, MaxPressure, PerEngine, StagePriority, parse
 from llmsched_env.envs.network import AgentNetworkEnv
 from llmsched_env.sim import ConfigError, EngineConfig, LinearCostModel, PredictorConfig, RequestBatch
-from llmsched_env.sim.api import resolve_hardware
+from llmsched_env.sim.cost import resolve_hardware
 from llmsched_env.sim.engine import Engine
 from llmsched_env.sim.network import (
     CALL_FIELDS,
@@ -32,8 +32,7 @@ from llmsched_env.sim.network import (
     load_network_config,
     simulate_network,
 )
-from llmsched_env.sim.network_metrics import JOB_RECORD_FIELDS, job_summary
-from llmsched_env.sim.network_presets import available_network_presets, network_preset
+from llmsched_env.sim.network import JOB_RECORD_FIELDS, available_network_presets, job_summary, network_preset
 from llmsched_env.sim.request import RequestState
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "network"

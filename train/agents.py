@@ -26,7 +26,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -36,6 +36,7 @@ from llmsched_env.envs.serve import ServeEnv
 from llmsched_env.sim import SimConfig, simulate
 from llmsched_env.sim.api import SimResult
 from llmsched_env.sim.policy import Policy
+from llmsched_env.sim.slots import preempt_action
 from llmsched_env.sim.validation import ConfigError
 
 from .config import ALGOS, algo_class
@@ -104,17 +105,23 @@ def attach_info(model: Any, algo: str, env_id: str, scenario: Any) -> None:
     """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on: the
     algorithm, the env id, the scenario (a :class:`~llmsched_env.scenarios.Scenario`, or env
     keywords for the older envs) and how the agent acts and what it sees (``AGENT_OPTIONS``)."""
-    import dataclasses
-
     from llmsched_env.scenarios import Scenario
 
     if isinstance(scenario, Scenario):
-        options = {**dataclasses.asdict(scenario.env), "decision_interval": scenario.sim.decision_interval}
-        info = {"algo": algo, "env_id": env_id, "scenario": scenario.name, "scenario_config": scenario.to_dict(),
-                "agent_options": {key: options[key] for key in AGENT_OPTIONS}}  # fmt: skip
+        info = scenario_info(algo, env_id, scenario)
     else:
         info = {"algo": algo, "env_id": env_id, "env_kwargs": dict(scenario), "agent_options": agent_options(scenario, env_id)}
     setattr(model, INFO_KEY, info)
+
+
+def scenario_info(algo: str, env_id: str, scenario: Any) -> dict[str, Any]:
+    """What a trained agent records about its training: the algorithm, the env id, the scenario
+    (a :class:`~llmsched_env.scenarios.Scenario`) and the agent's options (``AGENT_OPTIONS``)."""
+    import dataclasses
+
+    options = {**dataclasses.asdict(scenario.env), "decision_interval": scenario.sim.decision_interval}
+    return {"algo": algo, "env_id": env_id, "scenario": scenario.name, "scenario_config": scenario.to_dict(),
+            "agent_options": {key: options[key] for key in AGENT_OPTIONS}}  # fmt: skip
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
@@ -128,6 +135,11 @@ def read_info(path: str | Path) -> dict[str, Any]:
     if not isinstance(info, dict) or info.get("algo") not in ALGOS:
         raise ConfigError(f"model {str(path)!r} was not saved by llmsched-train (no {INFO_KEY} with a known algo)")
     return info
+
+
+def is_router_model(info: dict[str, Any]) -> bool:
+    """Whether a saved model (its ``llmsched_info``) routes requests across a cluster's replicas."""
+    return str(info["env_id"]).removeprefix("llmsched_env:").startswith("llmsched/Cluster")
 
 
 def load_model(path: str | Path, device: str = "cpu", env: Any = None) -> Any:
@@ -180,8 +192,8 @@ def act(model: Any, env: gym.Env, observation: dict[str, np.ndarray], encoder: A
         logits = np.full(u.action_space.n, -np.inf)
         logits[:n] = output[:n]
         logits[K] = output[n]  # advance
-        if len(output) > n + 1:  # preemption control: 3 logits per occupied slot
-            logits[K + 1 : K + 1 + 3 * n] = output[n + 1 :]
+        if len(output) > n + 1:  # preemption control: a logit per mode for each occupied slot
+            logits[preempt_action(K, 0, 0) : preempt_action(K, n, 0)] = output[n + 1 :]
         return int(np.argmax(np.where(u.action_masks(), logits, -np.inf)))
     space = u.action_space
     action = np.zeros(space.shape, dtype=np.float32)
@@ -214,10 +226,16 @@ def trace_encoder(model: Any) -> Any:
 
 def run_episode(model: Any, env: gym.Env, sim_seed: int, encoder: Any = None) -> dict[str, Any]:
     """Play the workload of ``sim_seed`` to the end with ``model``; returns the final ``info``."""
+    return play_episode(env, sim_seed, lambda observation: act(model, env, observation, encoder))
+
+
+def play_episode(env: gym.Env, sim_seed: int, policy: Callable[[dict[str, np.ndarray]], Any]) -> dict[str, Any]:
+    """Play the workload of ``sim_seed`` to the end, ``policy(observation)`` giving each action;
+    returns the final ``info``."""
     observation, info = env.reset(options={"sim_seed": sim_seed})
     done = False
     while not done:
-        observation, _, terminated, truncated, info = env.step(act(model, env, observation, encoder))
+        observation, _, terminated, truncated, info = env.step(policy(observation))
         done = terminated or truncated
     return info
 
@@ -258,27 +276,31 @@ class TrainedAgent:
         and the summary (with the same extra keys).
         """
         env = ServeEnv.from_config(config, **self.options)
-        info = run_episode(self.model, env, seed, self.encoder)
-        summary = dict(info["summary"])
-        engine = env.engine
-        assert engine is not None
-        summary["arrival_rate_per_s"] = math.nan if env.rate is None else float(env.rate)
-        summary["capacity_per_s"] = math.nan if env.capacity is None else float(env.capacity)
-        summary["iterations"] = engine.stats.iterations
-        summary["events"] = engine.stats.stretches
-        summary["swap_fallbacks"] = engine.stats.swap_fallbacks
-        return SimResult(
-            config=env.config,
-            policy=self.name,
-            seed=int(seed),
-            rate=env.rate,
-            capacity=env.capacity,
-            summary=summary,
-            records=env.records.to_arrays(),
-            stats=engine.stats,
-            series=env.series,
-            livelock=engine.livelock,
-        )
+        return episode_result(env, run_episode(self.model, env, seed, self.encoder), self.name, seed)
+
+
+def episode_result(env: ServeEnv, info: dict[str, Any], name: str, seed: int) -> SimResult:
+    """What :func:`llmsched_env.sim.simulate` gives for a heuristic (the per-request records and the
+    summary, with the same extra keys) from an agent's finished episode in ``env``."""
+    summary = dict(info["summary"])
+    engine = env.engine
+    assert engine is not None
+    summary["arrival_rate_per_s"] = math.nan if env.rate is None else float(env.rate)
+    summary["capacity_per_s"] = math.nan if env.capacity is None else float(env.capacity)
+    summary["iterations"] = engine.stats.iterations
+    summary["events"] = engine.stats.stretches
+    summary["swap_fallbacks"] = engine.stats.swap_fallbacks
+    return SimResult(
+        config=env.config,
+        policy=name,
+        seed=int(seed),
+        rate=env.rate,
+        capacity=env.capacity,
+        summary=summary,
+        records=env.records.to_arrays(),
+        stats=engine.stats,
+        series=env.series,
+    )
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> TrainedAgent:
@@ -292,10 +314,8 @@ def load_policy(path: str | Path, device: str = "cpu") -> TrainedAgent:
     path = Path(path)
     info = read_info(path)
     model = load_model(path, device=device)
-    if info["env_id"].removeprefix("llmsched_env:").startswith("llmsched/Cluster"):
-        from .router import load_router
-
-        return load_router(path, model)  # type: ignore[return-value]  # a routing agent: a Router for cluster grids
+    if is_router_model(info):
+        raise ConfigError(f"model {str(path)!r} is a routing agent ({info['env_id']}): load it with train.router.load_policy")
     options = dict(info["agent_options"])
     options.setdefault("slot_layout", default_layout(info["env_id"]))  # models saved before the option
     return TrainedAgent(name=path.name.removesuffix(".zip"), model=model, options=options, encoder=trace_encoder(model))

@@ -6,6 +6,7 @@
     llmsched-train --hyperparams learning_rate:lin_3e-4 n_steps:512 --no-bc
     llmsched-train -i runs/<run>/best_model.zip -n 500000   # resume training
     tensorboard --logdir runs                         # eval/* curves against the baselines
+    llmsched-train --backend rllib -c configs/train/rllib_ppo.yaml   # RLlib PPO, Ray env runners (train.rllib)
 
 Flags follow rl-zoo3 where they overlap (``--algo``, ``--env``, ``--env-kwargs``, ``--seed``,
 ``--device``, ``-tb``, ``--n-envs``, ``--eval-freq``, ``-n``, ``-i``, ``-f``, ``--hyperparams``,
@@ -17,6 +18,13 @@ The run directory (``--out``, default ``<log folder>/<env>__<algo>__<seed>__<uni
 config: ``-c`` it to rerun), ``run.yaml`` (device, seeds, versions, command line) and ``tb/``.
 Bad input (unknown algorithm, env or key, an action mode the algorithm cannot handle, CUDA asked
 for but absent, ...) exits with code 2 and one line naming what is allowed.
+
+``--backend rllib`` (the ``ray`` extra) trains with RLlib instead (``train/rllib.py``): its config
+file is ``configs/train/rllib_ppo.yaml``'s layout; ``--ray-address``, ``--iterations`` and
+``--num-env-runners`` are its own flags, and ``--seed``, ``--scenario`` (one), ``--env-kwargs``,
+``--hyperparams`` (``PPOConfig.training`` arguments), ``--reward-reference``, ``--out``, ``-f`` and
+``-q`` apply to both backends. The run directory gets ``config.yaml``, ``progress.jsonl`` (one line
+per iteration) and ``checkpoint/`` (an RLlib checkpoint; ``llmsched-eval --policies rllib:<it>``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ from llmsched_env.sim.config import yaml_load
 from .config import ALGOS, VEC_ENVS, TrainConfig, read_yaml
 
 EXIT_USAGE = 2
+BACKENDS = ("sb3", "rllib")
+# flags that only one backend reads (argparse dest -> the backend)
+SB3_ONLY = ("algo", "env", "n_timesteps", "n_envs", "vec_env", "device", "eval_freq", "eval_episodes", "save_freq",
+            "bc_teacher", "bc_episodes", "bc_epochs", "no_bc", "trained_agent", "tensorboard_log", "num_threads", "progress")  # fmt: skip
+RLLIB_ONLY = ("ray_address", "iterations", "num_env_runners")
 EXIT_INTERRUPTED = 130
 
 
@@ -63,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Defaults: configs/train/default.yaml. Values from flags override the config file.",
     )
     p.add_argument("-c", "--config", "-conf", "--conf-file", dest="config", help="training config YAML")
+    p.add_argument("--backend", choices=BACKENDS, default="sb3",
+                   help="sb3: stable-baselines3 in this process (default); rllib: RLlib PPO with Ray env runners "
+                   "(the ray extra; configs/train/rllib_ppo.yaml)")
+    p.add_argument("--ray-address", help="rllib: the Ray cluster to run on (auto: the one `ray start` runs here; default: a local Ray)")
+    p.add_argument("--iterations", type=int, help="rllib: PPO iterations")
+    p.add_argument("--num-env-runners", type=int, help="rllib: Ray actors stepping envs in parallel")
     p.add_argument("--algo", help=f"algorithm: {', '.join(ALGOS)} (ppo: rank mode; ppo_mask: MaskablePPO, admit mode)")
     p.add_argument("--env", help="env id (llmsched/Serve-v2)")
     p.add_argument("--scenario", nargs="+", metavar="NAME[:WEIGHT]",
@@ -158,6 +177,9 @@ def run_directory(config: TrainConfig, args: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_backend_flags(args)
+        if args.backend == "rllib":
+            return train_rllib(args)
         from .router import is_cluster_scenario
 
         if args.scenario and is_cluster_scenario(_weighted(args.scenario[0])["scenario"]):
@@ -167,6 +189,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"llmsched-train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def check_backend_flags(args: argparse.Namespace) -> None:
+    """A flag of the other backend is a mistake, not something to ignore."""
+    other = SB3_ONLY if args.backend == "rllib" else RLLIB_ONLY
+    given = [name for name in other if getattr(args, name) not in (None, False)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(f"--backend {args.backend} does not read {flags}: expected the flags of that backend (see --help)")
+
+
+def resolve_rllib_config(args: argparse.Namespace) -> Any:
+    """The RLlib config file (or its defaults) with the flags applied (``train.rllib.RLlibConfig``)."""
+    try:
+        from . import rllib
+    except ImportError as err:
+        raise ConfigError(f"--backend rllib needs Ray's RLlib ({err}): install the extra, pip install -e \".[ray]\"") from None
+    data: dict[str, Any] = read_yaml(args.config) if args.config else {}
+    for flag, key in (("seed", "seed"), ("iterations", "iterations"), ("num_env_runners", "num_env_runners")):
+        if getattr(args, flag) is not None:
+            data[key] = getattr(args, flag)
+    if args.scenario:
+        if len(args.scenario) > 1:
+            raise ConfigError(f"--scenario {' '.join(args.scenario)}: --backend rllib trains on one scenario; expected one name")
+        data["scenario"] = args.scenario[0]
+    if args.env_kwargs:
+        data["env_kwargs"] = {**(data.get("env_kwargs") or {}), **parse_pairs("--env-kwargs", args.env_kwargs)}
+    if args.hyperparams:
+        data["hyperparams"] = {**(data.get("hyperparams") or {}), **parse_pairs("--hyperparams", args.hyperparams)}
+    if args.reward_reference is not None:
+        data["reward_reference"] = None if args.reward_reference == "none" else args.reward_reference
+    return rllib.RLlibConfig.from_dict(data, where=args.config or "config")
+
+
+def train_rllib(args: argparse.Namespace) -> int:
+    """``--backend rllib``: PPO on RLlib's env runners (``train.rllib``), an RLlib checkpoint at the end."""
+    config = resolve_rllib_config(args)
+    from . import rllib
+
+    out = Path(args.out) if args.out else Path(args.log_folder) / f"{config.scenario.name}__{rllib.ALGO}__{config.seed}__{int(time.time())}"
+    say = (lambda *a: None) if args.quiet else print
+    say(f"llmsched-train: RLlib PPO on {config.env}, scenario {config.scenario.name}, {config.num_env_runners} env runners "
+        f"x {config.num_envs_per_env_runner} envs, Ray {args.ray_address or 'local'}, run {out}")  # fmt: skip
+    checkpoint, history = rllib.train(config, out, address=args.ray_address, say=say)
+    print(rllib.main_note(checkpoint, history))
+    return 0
 
 
 def _train_router(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from llmsched_env.envs.serve import QUEUE_GLOBAL_FEATURES
+from llmsched_env.sim.slots import NUM_PREEMPT_MODES, admit_action_count, rank_action_shape
 from llmsched_env.sim.validation import ConfigError
 
 PROGRESS_GLOBALS = ("time", "arrived", "completed")  # seen by the critic only (see above)
@@ -152,7 +153,7 @@ class SlotScores(nn.Module):
     """Rank head: the Gaussian mean of each slot from its own token (weights shared by all slots).
 
     One column per slot, or with preemption control (action ``Box(K, 5)``) the five columns of the
-    env's row ``[score, evict, prefer_recompute, prefer_swap, prefer_restart]``, flattened slot by
+    env's row (``llmsched_env.sim.slots.RANK_COLUMNS``), flattened slot by
     slot as SB3 flattens the Box. No bias: a common shift of all scores changes no order, and
     without it an empty slot's zero token gives mean exactly 0, so empty slots add nothing that
     depends on the weights.
@@ -161,7 +162,7 @@ class SlotScores(nn.Module):
     def __init__(self, embed_dim: int, num_slots: int, action_space: spaces.Space) -> None:
         super().__init__()
         shape = action_space.shape or ()
-        if shape not in ((num_slots,),) and not (len(shape) == 2 and shape[0] == num_slots):
+        if shape not in (rank_action_shape(num_slots, False), rank_action_shape(num_slots, True)):
             raise ConfigError(f"rank policy: action space {action_space} does not match {num_slots} slots")
         self.embed_dim, self.num_slots = embed_dim, num_slots
         self.columns = 1 if len(shape) == 1 else int(shape[1])
@@ -178,17 +179,19 @@ class SlotScores(nn.Module):
 class SlotLogits(nn.Module):
     """Admit head: one logit per slot (shared per-slot weights) and an *advance* logit from the
     global token; with preemption control (``Discrete(4K + 1)``) also three logits per slot for
-    *preempt it with mode m* (recompute, swap, restart), in the env's order ``K + 1 + 3 i + m``."""
+    *preempt it with mode m* (recompute, swap, restart), in the env's order ``K + 1 + 3 i + m``
+    (``llmsched_env.sim.slots``)."""
 
     def __init__(self, embed_dim: int, num_slots: int, action_space: spaces.Space) -> None:
         super().__init__()
         n = int(getattr(action_space, "n", -1))
-        if n not in (num_slots + 1, 4 * num_slots + 1):
+        if n not in (admit_action_count(num_slots, False), admit_action_count(num_slots, True)):
             raise ConfigError(f"admit policy: action space {action_space} does not match {num_slots} slots")
         self.embed_dim, self.num_slots = embed_dim, num_slots
         self.slot = nn.Linear(embed_dim, 1)
         self.advance = nn.Linear(embed_dim, 1)
-        self.preempt = nn.Linear(embed_dim, 3) if n == 4 * num_slots + 1 else None
+        control = n == admit_action_count(num_slots, True)
+        self.preempt = nn.Linear(embed_dim, NUM_PREEMPT_MODES) if control else None
         for layer in (self.slot, self.advance, self.preempt):
             if layer is not None:
                 nn.init.orthogonal_(layer.weight, gain=0.01)

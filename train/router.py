@@ -266,5 +266,11 @@ def train_router(config: RouterTrainConfig, out: Path, tb_dir: Path, quiet: bool
     return EXIT_INTERRUPTED if interrupted else 0
 
 
-def load_router(path: str | Path, model: Any) -> TrainedRouter:
-    return TrainedRouter(name=Path(path).name.removesuffix(".zip"), model=model)
+def load_policy(path: str | Path, device: str = "cpu") -> TrainedRouter:
+    """A routing model saved by ``llmsched-train`` as a router for ``llmsched-eval`` (named after its file)."""
+    import torch
+
+    from .agents import load_model
+
+    torch.set_num_threads(1)
+    return TrainedRouter(name=Path(path).name.removesuffix(".zip"), model=load_model(path, device=device))

@@ -337,8 +337,7 @@ def batch_cap(quick: bool, out: Path, workers: int) -> CaseResult:
 
 def network_run(job: tuple[str, int, float]) -> tuple[dict, np.ndarray, np.ndarray]:
     from baselines.network import parse as parse_network
-    from llmsched_env.sim.network import simulate_network
-    from llmsched_env.sim.network_presets import network_preset
+    from llmsched_env.sim.network import network_preset, simulate_network
 
     policy, seed, horizon = job
     result = simulate_network(network_preset("rybko-stolyar").replace(max_time_s=horizon), parse_network(policy), seed=seed)
@@ -351,7 +350,6 @@ def network_available() -> bool:
     try:
         import baselines.network  # noqa: F401
         import llmsched_env.sim.network  # noqa: F401
-        import llmsched_env.sim.network_presets  # noqa: F401
     except ImportError:
         return False
     return True
@@ -363,10 +361,10 @@ def rybko_stolyar(quick: bool, out: Path, workers: int) -> CaseResult:
     if not network_available():
         return CaseResult(
             key="4", title=title, source=SOURCE + ", §5.4", setting="llmsched_env.sim.network not present", published=published,
-            ours="–", verdict="pending", rule="runs as soon as llmsched_env.sim.network, network_presets and baselines.network import",
+            ours="–", verdict="pending", rule="runs as soon as llmsched_env.sim.network and baselines.network import",
             details="The agent-network simulator is not in this checkout yet; this case runs as soon as it imports.",
         )
-    from llmsched_env.sim.network_presets import network_preset
+    from llmsched_env.sim.network import network_preset
 
     policies = ("lbfs", "fbfs", "fcfs", "max-pressure")
     seeds = range(1 if quick else 3)
@@ -389,7 +387,7 @@ def rybko_stolyar(quick: bool, out: Path, workers: int) -> CaseResult:
     ax.legend(fontsize=8)
     plot = save(fig, out, "case4_rybko_stolyar.png")
     details = "\n\n".join([
-        "Setting: the `rybko-stolyar` preset of `llmsched_env.sim.network_presets` (two engines, budget 768 tokens, one time "
+        "Setting: the `rybko-stolyar` preset of `llmsched_env.sim.network.presets` (two engines, budget 768 tokens, one time "
         "unit per iteration, no memory limit, Sarathi batching; class A: 32/32 tokens on e1 then 512/32 on e2, class B the "
         f"reverse; total arrival rate {rate:.3f} jobs per unit, load 0.9 per engine), policies of `baselines.network`; "
         f"{len(list(seeds))} seed(s) of {horizon:.0f} units. 'Grows' = jobs in the system rise faster than {GROWTH:.0%} of the "

@@ -10,18 +10,17 @@ import numpy as np
 from gymnasium import spaces
 
 from .. import scenarios
-from ..sim.api import resolve_hardware
 from ..sim.cluster import Cluster, ClusterConfig, ClusterResult
 from ..sim.config import dataclass_from_dict
+from ..sim.cost import lone_request_seconds, resolve_hardware
 from ..sim.engine_config import EngineConfig
-from ..sim.observe import LENGTH_SCALE
+from ..sim.observe import COUNT_SCALE, LENGTH_SCALE
 from ..sim.policy import Policy
 from ..sim.predictors import PredictorConfig
 from ..sim.request import Request
 from ..sim.validation import ConfigError, check_choice, check_positive, fail
 from ..sim.workload import WorkloadConfig, mean_lengths
-from .network import _lone_call_seconds
-from .serve import COUNT_SCALE, reset_sim_seed
+from .serve import reset_sim_seed
 
 #: Per-replica observation columns.
 REPLICA_FEATURES: tuple[str, ...] = (
@@ -285,7 +284,7 @@ class ClusterEnv(gym.Env):
         config = self.config
         replica = config.replicas[0]
         prompt, output = mean_lengths(config.workload)
-        lone = _lone_call_seconds(resolve_hardware(replica).cost, replica.max_num_batched_tokens, round(prompt), round(output))
+        lone = lone_request_seconds(resolve_hardware(replica).cost, replica.max_num_batched_tokens, round(prompt), round(output))
         return config.workload.num_requests * lone
 
     # ------------------------------------------------------------------------------ observation

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 from typing import Any
 
@@ -11,17 +10,23 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ..sim.api import resolve_hardware
 from ..sim.config import dataclass_from_dict
-from ..sim.cost import CostModel
-from ..sim.network import Network, NetworkConfig, NetworkResult, WorkflowClass, load_network_config, network_buffers
-from ..sim.network_presets import network_preset
-from ..sim.observe import NUM_REQUEST_FEATURES, TIME_SCALE, request_features
+from ..sim.cost import lone_request_seconds, resolve_hardware
+from ..sim.network import (
+    Network,
+    NetworkConfig,
+    NetworkResult,
+    WorkflowClass,
+    load_network_config,
+    network_buffers,
+    network_preset,
+)
+from ..sim.observe import COUNT_SCALE, NUM_REQUEST_FEATURES, TIME_SCALE, request_features
 from ..sim.policy import Policy
 from ..sim.predictors import PredictorConfig
 from ..sim.request import Request
+from ..sim.slots import SlotScorePolicy, check_score_action, select_slots
 from ..sim.validation import ConfigError, check_choice, check_positive, fail
-from .serve import COUNT_SCALE, _SlotScores, check_score_action
 
 #: Columns added to ``REQUEST_FEATURES`` for each slot (E engines, C classes).
 NETWORK_FEATURES = (
@@ -42,10 +47,10 @@ class _AgentScores:
     name = "agent"
 
     def __init__(self) -> None:
-        self.engines: list[_SlotScores] = []
+        self.engines: list[SlotScorePolicy] = []
 
     def engine_policies(self, network: Network) -> list[Policy]:
-        self.engines = [_SlotScores() for _ in network.engine_names]
+        self.engines = [SlotScorePolicy() for _ in network.engine_names]
         return list(self.engines)
 
 
@@ -226,8 +231,7 @@ class AgentNetworkEnv(gym.Env):
         scores = self._check_scores(action)
         K = self.num_slots
         for e, (engine, slots) in enumerate(zip(network.engines, self.slots)):
-            row = scores[e * K : e * K + len(slots)]
-            self.policy.engines[e].scores = dict(zip([r.id for r in slots], (-row).tolist()))
+            self.policy.engines[e].set_scores(slots, scores[e * K : e * K + len(slots)])
             engine.rescore(())  # take the new scores at the engine's next step
         reward = self._advance()
         truncated = self.result is not None and network.truncated
@@ -261,21 +265,13 @@ class AgentNetworkEnv(gym.Env):
             for b in buffers:
                 if b.cls == c:
                     cost, budget = costs[b.engine]
-                    t = _lone_call_seconds(cost, budget, round(b.mean_prompt), round(b.mean_output))
+                    t = lone_request_seconds(cost, budget, round(b.mean_prompt), round(b.mean_output))
                     stage_time[b.stage] = max(stage_time[b.stage], t)
             lone.append(sum(stage_time) + (len(wf.stages) - 1) * wf.delay.mean())
             weights.append(_job_share(wf))
         return self._expected_jobs * float(np.dot(weights, lone) / sum(weights))
 
     # ------------------------------------------------------------------------------ observation
-    def _select_slots(self, engine) -> list[Request]:
-        K = self.num_slots
-        slots = engine.holders[:K]
-        if len(slots) < K and len(engine.live) > len(slots):
-            others = [r for r in engine.live if r.blocks == 0]
-            slots = slots + heapq.nsmallest(K - len(slots), others, key=_arrival)
-        return slots
-
     def _observe(self) -> dict[str, np.ndarray]:
         network = self.network
         assert network is not None
@@ -285,7 +281,7 @@ class AgentNetworkEnv(gym.Env):
         self.slots = []
         for e, engine in enumerate(network.engines):
             engine.sync()
-            slots = [] if self.result is not None else self._select_slots(engine)
+            slots = [] if self.result is not None else select_slots(engine.live, engine.holders, self.num_slots, 0)
             self.slots.append(slots)
             n = len(slots)
             if not n:
@@ -363,19 +359,6 @@ class AgentNetworkEnv(gym.Env):
         return "\n".join(lines) + "\n"
 
 
-def _lone_call_seconds(cost: CostModel, budget: int, prompt: int, output: int) -> float:
-    """Time of one call alone on an empty engine: budget-sized prefill chunks, then decodes."""
-    prompt, output = max(prompt, 1), max(output, 1)
-    t, done = 0.0, 0
-    while done < prompt:
-        chunk = min(budget, prompt - done)
-        t += cost.iteration_time(chunk, chunk * chunk, chunk * done, 0, 0)
-        done += chunk
-    base, per_ctx = cost.decode_affine(1)
-    steps = output - 1  # the prefill's last iteration emits the first token
-    return t + steps * base + per_ctx * (steps * (prompt + 1) + steps * (steps - 1) / 2)
-
-
 def _job_share(wf: WorkflowClass) -> float:
     """Weight of a class in the job mix: its rate, or its jobs per second of its arrival times."""
     if wf.rate is not None:
@@ -389,7 +372,3 @@ def _expected_jobs(wf: WorkflowClass, max_time: float) -> float:
     if wf.rate is not None:
         return wf.rate * max_time
     return float(sum(1 for t in wf.arrival_times or () if t < max_time))
-
-
-def _arrival(r: Request) -> float:
-    return r.arrival

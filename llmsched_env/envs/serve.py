@@ -11,28 +11,35 @@ from gymnasium import spaces
 
 from ..scenarios import EnvOptions, Scenario, resolve
 from ..sim import EngineConfig, SimConfig, WorkloadConfig
-from ..sim.api import build_engine, livelock_summary, resolve_hardware
+from ..sim.api import build_engine, livelock_summary
+from ..sim.cost import lone_request_seconds, resolve_hardware
 from ..sim.engine import Engine
-from ..sim.metrics import SLO, TimeSeries, summarize
+from ..sim.metrics import SLO, TimeSeries, request_metrics, slo_met, summarize
 from ..sim.observe import (
-    COUNT_SCALE,  # noqa: F401  (re-exported: the network env reads it here)
     DECISION_FEATURES,
     GLOBAL_FEATURES,
     HIDDEN_FEATURES,
-    NUM_GLOBAL_FEATURES,  # noqa: F401  (re-exported)
     REQUEST_FEATURES,
     global_features_into,
     request_features_into,
     select_slots,
 )
 from ..sim.request import PreemptionMode, RecordBuffer, Request, RequestState
-from ..sim.validation import ConfigError, check_choice, check_nonnegative, check_positive, fail
+from ..sim.slots import (
+    AdmissionOrderPolicy,
+    SlotScorePolicy,
+    admit_action_count,
+    check_score_action,
+    decode_admit,
+    preempt_action,
+    rank_action_shape,
+)
+from ..sim.validation import ConfigError, check_choice, check_nonnegative, fail
 from .render import render_ansi, render_rgb
 
 #: the globals of the ``queue`` slot layout (Serve-v2): ``GLOBAL_FEATURES``, then the summary of
 #: the requests left out of the slots (``llmsched_env.sim.observe.HIDDEN_FEATURES``)
 QUEUE_GLOBAL_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + HIDDEN_FEATURES
-BEYOND = 1.0e6  # priority offset that puts requests outside the slots behind the visible ones
 # Serve-v1's defaults: the default simulation (ShareGPT lengths, Llama-2-7B on an 80 GB A100, load
 # 0.9) in 200-request episodes with 32 slots. Serve-v2 starts from a scenario instead.
 LEGACY_V1 = Scenario(
@@ -42,61 +49,7 @@ LEGACY_V1 = Scenario(
     sim=SimConfig(engine=EngineConfig(hardware="llama2-7b/a100-poly"), workload=WorkloadConfig(num_requests=200)),
     env=EnvOptions(num_slots=32, episode_requests=200, slot_layout="kv-first"),
 )
-# rank mode with preemption control: the columns of each slot's action row
-RANK_COLUMNS = ("score", "evict", "prefer_recompute", "prefer_swap", "prefer_restart")
-ACTION_MODES = ("rank", "admit")
 RATE_SMOOTHING = 0.1  # weight of the newest inter-arrival time in the arrival-rate estimate
-
-
-class _AgentPolicy:
-    """The engine-side policy of the env: priorities from the agent's actions.
-
-    ``wakeup_source`` lets an agent that is itself a policy with wake-ups (e.g. a multi-level
-    feedback queue driven through the env) ask for the decision epochs it needs.
-    """
-
-    name = "agent"
-    dynamic = True
-
-    def __init__(self) -> None:
-        self.wakeup_source: Any = None
-
-    def wakeup(self, requests: Sequence[Request], now: float) -> int | None:
-        return None if self.wakeup_source is None else self.wakeup_source(requests, now)
-
-
-class _SlotScores(_AgentPolicy):
-    """Rank mode: the agent's scores for the visible requests, the others FCFS behind them."""
-
-    name = "agent-rank"
-    dynamic = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scores: dict[int, float] = {}
-        self.modes: dict[int, int] = {}  # preemption control: each visible request's mode
-
-    def preemption_mode(self, request: Request, engine: Engine) -> int | None:
-        return self.modes.get(request.id)
-
-    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
-        scores = self.scores
-        return [scores.get(r.id, BEYOND + r.arrival) for r in requests]
-
-
-class _AdmissionOrder(_AgentPolicy):
-    """Admit mode: requests are served in the order the agent admitted them; the others wait."""
-
-    name = "agent-admit"
-    dynamic = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.order: dict[int, float] = {}
-
-    def priorities(self, requests: Sequence[Request], now: float) -> list[float]:
-        order = self.order
-        return [order.get(r.id, BEYOND + r.arrival) for r in requests]
 
 
 class ServeEnv(gym.Env):
@@ -233,6 +186,10 @@ class ServeEnv(gym.Env):
 
     ## Version History
 
+    * All versions: the default ``reward_scale`` takes the lone request's latency with its prefill
+      chunked by the token budget (it assumed one whole prefill). Dynamics and observations are
+      unchanged; returns move by under 0.1 % on the default scenarios and by about 3 % where prompts
+      exceed the budget (``agentic-multiturn``). Give ``reward_scale`` to keep a scale fixed.
     * v2: built from a scenario (default ``chat-a100-40gb``: ShareGPT on a 40 GB A100, load 0.95,
       1,000-request episodes, 64 slots), where the order of service changes response times;
       keywords override the scenario and unknown ones name the closest known keyword. Requests
@@ -278,8 +235,8 @@ class ServeEnv(gym.Env):
         self.request_feature_names = REQUEST_FEATURES + DECISION_FEATURES if queue else REQUEST_FEATURES
         self.global_feature_names = QUEUE_GLOBAL_FEATURES if queue else GLOBAL_FEATURES
         self.render_mode = render_mode
-        hw = resolve_hardware(self.config.engine)
-        self._num_blocks = hw.num_blocks
+        self._hardware = resolve_hardware(self.config.engine)
+        self._num_blocks = self._hardware.num_blocks
         self._block_size = self.config.engine.block_size
         self._reward_scale = reward_scale
         self._slo = SLO(ttft_s=slo_ttft_s, tpot_s=slo_tpot_s)
@@ -293,10 +250,9 @@ class ServeEnv(gym.Env):
             }
         )
         if action_mode == "rank":
-            shape = (K, len(RANK_COLUMNS)) if preemption_control else (K,)
-            self.action_space = spaces.Box(-1.0, 1.0, shape, np.float32)
+            self.action_space = spaces.Box(-1.0, 1.0, rank_action_shape(K, preemption_control), np.float32)
         else:  # admissions, advance, and with preemption control (slot, mode) preemptions
-            self.action_space = spaces.Discrete(K + 1 + (3 * K if preemption_control else 0))
+            self.action_space = spaces.Discrete(admit_action_count(K, preemption_control))
         self.engine: Engine | None = None
         self.slots: list[Request] = []
         self._wakeup_source: Any = None
@@ -326,14 +282,13 @@ class ServeEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.sim_seed = reset_sim_seed(self.np_random, options)
-        self.policy = _SlotScores() if self.action_mode == "rank" else _AdmissionOrder()
+        self.policy = SlotScorePolicy() if self.action_mode == "rank" else AdmissionOrderPolicy()
         self.policy.wakeup_source = self._wakeup_source
         self.records = RecordBuffer()
         self.series = TimeSeries()
         self.engine, self.rate, self.capacity = build_engine(
             self.config, self.policy, seed=self.sim_seed, on_record=self._on_record, series=self.series
         )
-        self._admitted = 0  # admission counter (admit mode)
         self._rate_gap = math.nan  # smoothed inter-arrival time
         self._last_arrival = math.nan
         self._slo_met = 0
@@ -370,12 +325,10 @@ class ServeEnv(gym.Env):
             slots = self.slots
             n = len(slots)
             if n:
-                ids = [r.id for r in slots]
-                scores = action[:, 0] if self.preemption_control else action
-                self.policy.scores = dict(zip(ids, (-scores[:n]).tolist()))
+                self.policy.set_scores(slots, action[:, 0] if self.preemption_control else action)
                 if self.preemption_control:
                     modes = np.argmax(action[:n, 2:], axis=1).tolist()
-                    self.policy.modes = dict(zip(ids, modes))
+                    self.policy.modes = dict(zip([r.id for r in slots], modes))
                     for i in np.flatnonzero(action[:n, 1] > 0.0).tolist():
                         r = slots[i]
                         if r.state in (RequestState.RUNNING, RequestState.PAUSED):
@@ -386,14 +339,13 @@ class ServeEnv(gym.Env):
             reward = self._advance()
         else:
             choice, invalid = self._check_choice(action)
-            K = self.num_slots
-            if choice < K:
-                self._admit(self.slots[choice])
+            kind, i, mode = decode_admit(choice, self.num_slots)
+            if kind == "admit":
+                self._admit(self.slots[i])
                 reward = 0.0
-            elif choice == K:
+            elif kind == "advance":
                 reward = self._advance()
             else:  # preempt slot i with mode m (no simulated time passes)
-                i, mode = divmod(choice - K - 1, 3)
                 engine.evict(self.slots[i], mode)
                 reward = 0.0
         return reward, invalid
@@ -410,9 +362,7 @@ class ServeEnv(gym.Env):
         finished0 = len(self.records)
         more = engine.run_until_epoch()
         if self.action_mode == "admit":
-            for r in engine.events_arrived:
-                if r.state == RequestState.WAITING and r.first_scheduled != r.first_scheduled:
-                    r.held = True
+            engine.hold(engine.events_arrived)  # new arrivals wait for the agent to admit them
         self._track_arrivals(engine.events_arrived)
         if not more:
             engine.finish_run()
@@ -431,43 +381,27 @@ class ServeEnv(gym.Env):
         return float(reward)
 
     def _admit(self, r: Request) -> None:
-        self._admitted += 1
-        self.policy.order[r.id] = float(self._admitted)
-        r.held = False
+        self.policy.take(r)
         assert self.engine is not None
-        self.engine.rescore([r])
+        self.engine.release(r)
 
     def _slo_reward(self, finished_before: int) -> float:
-        columns = self.records.columns
-        met = 0
-        for i in range(finished_before, len(self.records)):
-            if columns["state"][i] != RequestState.FINISHED:
-                continue
-            arrival, first, finish = columns["arrival"][i], columns["first_token_time"][i], columns["finish_time"][i]
-            out = columns["output_len"][i]
-            # the request's own targets: its class's, else the run's (inf: none)
-            ok = first - arrival <= columns["ttft_slo_s"][i]
-            if ok and out > 1:
-                ok = (finish - first) / (out - 1) <= columns["tpot_slo_s"][i]
-            met += int(ok)
-        return met / self.config.workload.num_requests
+        """The requests that finished since ``finished_before`` records and met their SLO targets
+        (``llmsched_env.sim.metrics.slo_met``), over the episode's requests."""
+        met = slo_met(request_metrics(self.records.to_arrays(finished_before)), self._slo)
+        return int(np.count_nonzero(met)) / self.config.workload.num_requests
 
     def _default_reward_scale(self) -> float:
         from ..sim.workload import mean_lengths
 
-        cost = resolve_hardware(self.config.engine).cost
         prompt, output = mean_lengths(self.config.workload)
         n = self.config.workload.num_requests
         if self.reward_kind == "throughput":
             return n * max(output, 1.0)
         if self.reward_kind == "slo_goodput":
             return 1.0
-        p = int(round(prompt))
-        lone = cost.iteration_time(p, p * p, 0, 0, 0)
-        base, per_ctx = cost.decode_affine(1)
-        steps = max(int(round(output)) - 1, 0)
-        lone += steps * base + per_ctx * (steps * (p + 1) + steps * (steps - 1) / 2)
-        return n * lone
+        engine = self.config.engine
+        return n * lone_request_seconds(self._hardware.cost, engine.max_num_batched_tokens, round(prompt), round(output))
 
     # ------------------------------------------------------------------------------ actions
     def _check_scores(self, action) -> np.ndarray:
@@ -502,10 +436,9 @@ class ServeEnv(gym.Env):
         for i, r in enumerate(self.slots):
             mask[i] = r.held
             if self.preemption_control and r.blocks > 0 and r.state in (RequestState.RUNNING, RequestState.PAUSED):
-                base = K + 1 + 3 * i
-                mask[base + PreemptionMode.RECOMPUTE] = True
-                mask[base + PreemptionMode.RESTART] = True  # a swap must fit the free swap space:
-                mask[base + PreemptionMode.SWAP] = -(-r.kv_tokens // engine.block_size) <= engine.free_swap_blocks
+                mask[preempt_action(K, i, PreemptionMode.RECOMPUTE)] = True
+                mask[preempt_action(K, i, PreemptionMode.RESTART)] = True  # a swap must fit the free swap space:
+                mask[preempt_action(K, i, PreemptionMode.SWAP)] = -(-r.kv_tokens // engine.block_size) <= engine.free_swap_blocks
         idle = not engine.holders and engine.n_swapped == 0 and not any(
             not r.held and r.state == RequestState.WAITING for r in engine.live
         )
@@ -530,9 +463,9 @@ class ServeEnv(gym.Env):
 
     def _track_arrivals(self, arrived: list[Request]) -> None:
         for r in arrived:
-            if self._last_arrival == self._last_arrival:  # not NaN
+            if not math.isnan(self._last_arrival):
                 gap = r.arrival - self._last_arrival
-                self._rate_gap = gap if self._rate_gap != self._rate_gap else (1 - RATE_SMOOTHING) * self._rate_gap + RATE_SMOOTHING * gap
+                self._rate_gap = gap if math.isnan(self._rate_gap) else (1 - RATE_SMOOTHING) * self._rate_gap + RATE_SMOOTHING * gap
             self._last_arrival = r.arrival
 
     def _info(self) -> dict[str, Any]:
@@ -558,7 +491,7 @@ class ServeEnv(gym.Env):
                 self.series,
                 duration=max(engine.now, 1e-12),
                 slo=self._slo,
-                kv_bytes_per_block=resolve_hardware(self.config.engine).kv_bytes_per_block,
+                kv_bytes_per_block=self._hardware.kv_bytes_per_block,
                 class_names=self.config.class_names,
             )
             livelock_summary(engine, info["summary"])
@@ -573,28 +506,6 @@ class ServeEnv(gym.Env):
         if self.render_mode == "ansi":
             return render_ansi(self.engine, self.slots)
         return render_rgb(self._history, self.engine)
-
-
-def check_score_action(action: Any, shape: tuple[int, ...], occupied: np.ndarray, what: str) -> np.ndarray:
-    """The one rule for score actions (``Box(-1, 1)``, Serve's rank mode and AgentNetwork): an
-    array of numbers of ``shape`` whose rows for occupied slots (``occupied``, one bool per row)
-    are finite and in [-1, 1]; rows of empty slots are ignored. Raises ConfigError otherwise
-    (SB3 clips its actions to the space before stepping)."""
-    scores = np.asarray(action)
-    if scores.dtype.kind not in "iuf":
-        sample = scores.reshape(-1)[:3].tolist() if scores.size else []
-        raise ConfigError(
-            f"action of {scores.dtype} values {sample} is invalid: expected numbers in [-1, 1], {what}, shape {shape}"
-        )
-    if scores.shape != shape:
-        raise ConfigError(f"action has shape {scores.shape}: expected {shape}, {what}")
-    visible = scores[occupied]
-    if not np.isfinite(visible).all():
-        raise ConfigError(f"action contains NaN or infinite values {visible[~np.isfinite(visible)]}: expected finite numbers in [-1, 1]")
-    if visible.size and (visible.min() < -1.0 or visible.max() > 1.0):
-        outside = visible[(visible < -1.0) | (visible > 1.0)]
-        raise ConfigError(f"action contains values {outside[:4]} outside the action space: expected values in [-1, 1]")
-    return scores
 
 
 def write_observations(envs: Sequence[ServeEnv], requests: np.ndarray, mask: np.ndarray, globals_: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """Pure simulation of an LLM inference engine (no Gymnasium, torch or CLI imports).
 
-The public API in one place; see each module's docstring.
+The public API in one place; see each module's docstring, and ``docs/architecture.md`` for the
+model, the layers, the event loop and how a policy reaches the engine.
 """
 
 import importlib.machinery as _machinery
@@ -10,10 +11,18 @@ import warnings as _warnings
 from . import engine as _engine
 from . import metrics as _metrics
 from . import request as _request
-from .api import SimResult, build_engine, resolve_hardware, simulate
+from .api import SimResult, build_engine, simulate
 from .capacity import sustainable_rate
 from .config import SimConfig, load_config
-from .cost import CostModel, LinearCostModel, ProfileCostModel, StaircaseCostModel, available_hardware, get_hardware
+from .cost import (
+    CostModel,
+    LinearCostModel,
+    ProfileCostModel,
+    StaircaseCostModel,
+    available_hardware,
+    get_hardware,
+    resolve_hardware,
+)
 from .engine import Engine
 from .engine_config import BATCHING_RULES, EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize

@@ -5,7 +5,7 @@
 >>> result.summary["e2e_mean_s"], result.summary["output_tokens_per_s"]
 
 Common random numbers: the seed is split into independent streams for arrivals, lengths and
-predictions, so every policy run with the same config and seed serves exactly the same requests
+predictions (``llmsched_env.sim.streams``), so every policy run with the same config and seed serves exactly the same requests
 and sees exactly the same predictions.
 """
 
@@ -14,57 +14,28 @@ from __future__ import annotations
 import gc
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from .capacity import sustainable_rate
 from .config import SimConfig
-from .cost import CostModel, get_hardware
+from .cost import CostModel, ResolvedHardware, resolve_hardware
 from .engine import Engine, EngineStats
 from .engine_config import EngineConfig
 from .metrics import SLO, StreamingSummary, TimeSeries, summarize
 from .policy import FCFS, Policy
-from .predictors import make_predictor
+from .predictors import Predictor, make_predictor
 from .prefix_cache import prefix_summary
 from .request import RecordBuffer, Request, RequestBatch
+from .streams import child, generator
 from .validation import ConfigError
 from .workload import generate, sample_lengths
 
 RECORD_CHUNK = 4096  # records handed to the streaming summary at a time
-
-
-@dataclass(frozen=True)
-class ResolvedHardware:
-    """What the engine needs from a hardware preset (or a custom cost model)."""
-
-    cost: CostModel
-    num_blocks: int
-    swap_block_bytes: float
-    swap_seconds_per_block: float
-    kv_bytes_per_block: float
-
-
-def resolve_hardware(engine: EngineConfig, cost_model: CostModel | None = None) -> ResolvedHardware:
-    """Cost model and KV capacity of ``engine`` (a custom ``cost_model`` replaces the preset's)."""
-    hw = get_hardware(engine.hardware)
-    B = engine.block_size
-    if engine.num_gpu_blocks is not None:
-        num_blocks = engine.num_gpu_blocks
-    else:
-        num_blocks = hw.kv_capacity_blocks(gpu_memory_utilization=engine.gpu_memory_utilization, block_size=B)
-        if num_blocks < 1:
-            raise ConfigError(
-                f"gpu_memory_utilization={engine.gpu_memory_utilization!r} leaves no KV cache for "
-                f"hardware={engine.hardware!r}: expected a larger fraction or an explicit num_gpu_blocks"
-            )
-    return ResolvedHardware(
-        cost=cost_model if cost_model is not None else hw.cost,
-        num_blocks=int(num_blocks),
-        swap_block_bytes=float(hw.model.kv_bytes_per_token_per_device(hw.tensor_parallel) * B),
-        swap_seconds_per_block=hw.swap_seconds_per_block(B),
-        kv_bytes_per_block=float(hw.model.kv_bytes_per_token * B),
-    )
+# the child streams of a run's seed (llmsched_env.sim.streams)
+WORKLOAD_STREAM = 0
+PREDICTION_STREAM = 1
 
 
 def arrival_rate(config: SimConfig, cost_model: CostModel | None = None) -> tuple[float | None, float | None]:
@@ -79,13 +50,12 @@ def arrival_rate(config: SimConfig, cost_model: CostModel | None = None) -> tupl
 
 def request_stream(config: SimConfig, rate: float | None, seed: int) -> Iterator[RequestBatch]:
     """The workload's request chunks with predictions filled in (common random numbers)."""
-    workload_seed, predictor_seed = np.random.SeedSequence(seed).spawn(2)
     predictor = make_predictor(config.predictor)
-    rng = np.random.default_rng(predictor_seed)
+    rng = generator(seed, PREDICTION_STREAM)
     ttft, tpot = config.class_targets()
     has_targets = any(math.isfinite(t) for t in ttft + tpot)
     ttft_table, tpot_table = np.asarray(ttft), np.asarray(tpot)
-    for batch in generate(config.workload, rate, workload_seed):
+    for batch in generate(config.workload, rate, child(seed, WORKLOAD_STREAM)):
         predictor.annotate(batch, rng)
         if has_targets:  # each request's own targets (its class's, else the run's)
             classes = batch.slo_class if batch.slo_class is not None else np.full(len(batch), -1, dtype=np.int64)
@@ -169,23 +139,51 @@ def build_engine(
     hw = resolve_hardware(config.engine, cost_model)
     check_fits(config, hw.num_blocks)
     rate, capacity = arrival_rate(config, cost_model)
-    predictor = make_predictor(config.predictor)
-    engine = Engine(
+    engine = engine_on(
         config.engine,
-        hw.cost,
-        hw.num_blocks,
+        hw,
         request_stream(config, rate, int(seed)),
         policy,
-        swap_block_bytes=hw.swap_block_bytes,
-        swap_seconds_per_block=hw.swap_seconds_per_block,
-        refresh_every=predictor.refresh_every,
-        prediction_cost_s=predictor.cost_s,
+        make_predictor(config.predictor),
         on_record=on_record,
         on_stretch=series.observe if series is not None else None,
         decision_interval=config.decision_interval,
         max_time=config.max_time,
     )
     return engine, rate, capacity
+
+
+def engine_on(
+    engine: EngineConfig,
+    hw: ResolvedHardware,
+    workload: Iterable[RequestBatch],
+    policy: Policy | None,
+    predictor: Predictor,
+    *,
+    on_record: Callable[[Request], None] | None,
+    on_stretch: Callable[..., None] | None,
+    max_time: float,
+    decision_interval: int = 0,
+) -> Engine:
+    """The engine of ``engine`` on the resolved hardware ``hw`` serving ``workload`` (request
+    chunks; ``[]`` for an engine fed only by :meth:`Engine.submit`, a member of a co-simulation:
+    the replicas of :mod:`.cluster`, the engines of :mod:`.network`), charging the predictions of
+    ``predictor``. The one place an engine is wired to its hardware."""
+    return Engine(
+        engine,
+        hw.cost,
+        hw.num_blocks,
+        workload,
+        policy,
+        swap_block_bytes=hw.swap_block_bytes,
+        swap_seconds_per_block=hw.swap_seconds_per_block,
+        refresh_every=predictor.refresh_every,
+        prediction_cost_s=predictor.cost_s,
+        on_record=on_record,
+        on_stretch=on_stretch,
+        decision_interval=decision_interval,
+        max_time=max_time,
+    )
 
 
 def simulate(

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .cost import CostModel
+from .cost import CostModel, resolve_hardware
 from .engine import Engine
 from .engine_config import EngineConfig
 from .request import Request, RequestBatch, RequestState
@@ -48,8 +48,6 @@ def sustainable_rate(
 
 @lru_cache(maxsize=256)
 def _sustainable_rate(engine: EngineConfig, workload: WorkloadConfig, cost_model: CostModel | None, n: int) -> float:
-    from .api import resolve_hardware  # late import: api imports this module
-
     prompt, output = sample_lengths(workload, n, CAPACITY_SEED)
     batch = RequestBatch(
         arrival_time=np.zeros(n),

@@ -32,10 +32,10 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .api import request_stream, resolve_hardware
+from .api import engine_on, request_stream
 from .capacity import sustainable_rate
 from .config import SimConfig
-from .cost import CostModel
+from .cost import CostModel, resolve_hardware
 from .engine import Engine
 from .engine_config import EngineConfig
 from .metrics import SLO, TimeSeries, summarize
@@ -206,16 +206,12 @@ class Cluster:
             hw = resolve_hardware(engine_config, cost)
             self._kv_bytes.append(hw.kv_bytes_per_block)
             self.engines.append(
-                Engine(
+                engine_on(
                     engine_config,
-                    hw.cost,
-                    hw.num_blocks,
+                    hw,
                     [],
                     policy,
-                    swap_block_bytes=hw.swap_block_bytes,
-                    swap_seconds_per_block=hw.swap_seconds_per_block,
-                    refresh_every=predictor.refresh_every,
-                    prediction_cost_s=predictor.cost_s,
+                    predictor,
                     on_record=self.records[i].append,
                     on_stretch=self.series[i].observe,
                     max_time=self.max_time,

@@ -1,6 +1,6 @@
 """The run configuration: one typed dataclass tree, fed alike by Python, YAML and keyword arguments.
 
-A :class:`SimConfig` holds the engine (:class:`~llmsched_env.sim.engine.EngineConfig`), the
+A :class:`SimConfig` holds the engine (:class:`~llmsched_env.sim.engine_config.EngineConfig`), the
 workload (:class:`~llmsched_env.sim.workload.WorkloadConfig`), the predictor
 (:class:`~llmsched_env.sim.predictors.PredictorConfig`) and the run itself (load or rate, seed,
 time limit, SLO). Each dataclass validates its fields on construction, so a bad value fails where

@@ -28,13 +28,13 @@ and return seconds.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import functools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .engine_config import EngineConfig
 from .validation import ConfigError, check_choice, check_number, check_positive, fail
 
 
@@ -503,7 +503,7 @@ A40 = GPUSpec("A40-48GB", memory_bytes=45 * 2**30, pcie_bytes_per_s=25e9)
 GPU_SPECS: dict[str, GPUSpec] = {"a100": A100_80GB, "h100": H100_80GB, "a40": A40, "a100-40gb": A100_40GB}
 
 _FIT_SCRIPT = "benchmarks/fit_cost_models.py"
-# DESIGN fit "B" and the decode-only fit of Vidur's Llama-2-7B A100 iteration times (4,000 random
+# The whole-iteration fit "B" and the decode-only fit of Vidur's Llama-2-7B A100 iteration times (4,000 random
 # batches timed by Vidur's predictor on its A100 profiles); f = 32 layers x 1.39e-7 ms, the c*kv
 # term of the per-layer prefill-attention fit. Re-derived by _FIT_SCRIPT.
 _LLAMA2_7B_A100 = LinearCostModel(
@@ -673,3 +673,55 @@ def describe_hardware() -> str:
         p = get_hardware(name)
         lines.append(f"{name:28s} {p.tensor_parallel:4d} {p.kv_capacity_blocks():9,d}  {p.source}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hardware resolution: what an engine runs on
+
+
+@dataclass(frozen=True)
+class ResolvedHardware:
+    """What the engine needs from a hardware preset (or a custom cost model)."""
+
+    cost: CostModel
+    num_blocks: int
+    swap_block_bytes: float
+    swap_seconds_per_block: float
+    kv_bytes_per_block: float
+
+
+def resolve_hardware(engine: EngineConfig, cost_model: CostModel | None = None) -> ResolvedHardware:
+    """Cost model and KV capacity of ``engine`` (a custom ``cost_model`` replaces the preset's)."""
+    hw = get_hardware(engine.hardware)
+    B = engine.block_size
+    if engine.num_gpu_blocks is not None:
+        num_blocks = engine.num_gpu_blocks
+    else:
+        num_blocks = hw.kv_capacity_blocks(gpu_memory_utilization=engine.gpu_memory_utilization, block_size=B)
+        if num_blocks < 1:
+            raise ConfigError(
+                f"gpu_memory_utilization={engine.gpu_memory_utilization!r} leaves no KV cache for "
+                f"hardware={engine.hardware!r}: expected a larger fraction or an explicit num_gpu_blocks"
+            )
+    return ResolvedHardware(
+        cost=cost_model if cost_model is not None else hw.cost,
+        num_blocks=int(num_blocks),
+        swap_block_bytes=float(hw.model.kv_bytes_per_token_per_device(hw.tensor_parallel) * B),
+        swap_seconds_per_block=hw.swap_seconds_per_block(B),
+        kv_bytes_per_block=float(hw.model.kv_bytes_per_token * B),
+    )
+
+
+def lone_request_seconds(cost: CostModel, budget: int, prompt: int, output: int) -> float:
+    """Latency of one request alone on an empty engine: its prompt prefilled in chunks of the token
+    budget ``budget`` (one chunk when it fits), the last chunk emitting the first token, then one
+    decode per further output token (the default reward scales of the environments)."""
+    prompt, output = max(prompt, 1), max(output, 1)
+    t, done = 0.0, 0
+    while done < prompt:
+        chunk = min(budget, prompt - done)
+        t += cost.iteration_time(chunk, chunk * chunk, chunk * done, 0, 0)
+        done += chunk
+    base, per_ctx = cost.decode_affine(1)
+    steps = output - 1  # the prefill's last iteration emits the first token
+    return t + steps * base + per_ctx * (steps * (prompt + 1) + steps * (steps - 1) / 2)

@@ -528,13 +528,13 @@ class Engine:
             self._sync_one(r)
 
     def _sync_one(self, r: Request) -> None:
-        if not r.steady:
+        if not r._steady:
             return
         it = self.iteration
-        if r.synced != it:
-            r.synced = it
-            r.kv_tokens = r.kv_offset + it
-            r.generated = r.gen_offset + it
+        if r._synced != it:
+            r._synced = it
+            r.kv_tokens = r._kv_offset + it
+            r.generated = r._gen_offset + it
         # the block for this iteration's token is held once the build of ``it`` allocated it
         held = r.kv_tokens + 1 if self._alloc_iteration == it else r.kv_tokens
         r.blocks = -(-held // self.block_size)
@@ -542,30 +542,30 @@ class Engine:
     def _join(self, r: Request) -> None:
         """Add a decode-phase holder (counters up to date) to the steady set."""
         it = self.iteration
-        r.steady = True
-        r.synced = it
-        r.kv_offset = r.kv_tokens - it
-        r.gen_offset = r.generated - it
-        r.stamp += 1
+        r._steady = True
+        r._synced = it
+        r._kv_offset = r.kv_tokens - it
+        r._gen_offset = r.generated - it
+        r._stamp += 1
         self.steady[r.id] = r
-        self._phase_counts[r.kv_offset % self.block_size] += 1
-        self._steady_kv_offset += r.kv_offset
-        heapq.heappush(self._finish_heap, (r.output_len - r.gen_offset, r.id, r.stamp))
+        self._phase_counts[r._kv_offset % self.block_size] += 1
+        self._steady_kv_offset += r._kv_offset
+        heapq.heappush(self._finish_heap, (r.output_len - r._gen_offset, r.id, r._stamp))
         self._push_refresh(r)
 
     def _push_refresh(self, r: Request) -> None:
         refresh = r.refresh_values
         if self.refresh_every and refresh is not None and r.refresh_index < len(refresh):
-            due = (r.refresh_index + 1) * self.refresh_every - r.gen_offset
-            heapq.heappush(self._refresh_heap, (due, r.id, r.stamp))
+            due = (r.refresh_index + 1) * self.refresh_every - r._gen_offset
+            heapq.heappush(self._refresh_heap, (due, r.id, r._stamp))
 
     def _leave(self, r: Request) -> None:
         """Remove ``r`` from the steady set, its counters brought up to date."""
         self._sync_one(r)
-        r.steady = False
+        r._steady = False
         del self.steady[r.id]
-        self._phase_counts[r.kv_offset % self.block_size] -= 1
-        self._steady_kv_offset -= r.kv_offset
+        self._phase_counts[r._kv_offset % self.block_size] -= 1
+        self._steady_kv_offset -= r._kv_offset
 
     def _dissolve_steady(self) -> None:
         """Materialise every steady member and move it to ``ready`` (before an ordered walk)."""
@@ -583,7 +583,7 @@ class Engine:
         while heap:
             due, rid, stamp = heap[0]
             r = steady.get(rid)
-            if r is not None and r.stamp == stamp:
+            if r is not None and r._stamp == stamp:
                 return due
             heapq.heappop(heap)
         return _NO_LIMIT
@@ -627,7 +627,7 @@ class Engine:
             self._prefill_pass()
         mark = self.iteration + 1
         for r, _, _ in previous_prefills:
-            if r.state == RUNNING and r.mark != mark:
+            if r.state == RUNNING and r._mark != mark:
                 r.state = PAUSED
 
     def _decode_pass(self) -> None:
@@ -645,7 +645,7 @@ class Engine:
                 mark = it + 1
                 for r in ready:
                     r.state = RUNNING
-                    r.mark = mark
+                    r._mark = mark
                     self._join(r)
                 ready.clear()
                 self.free_blocks -= self._phase_counts[-it % B]
@@ -685,12 +685,12 @@ class Engine:
                 self.free_blocks -= need
                 r.blocks += need
             r.state = RUNNING
-            r.mark = it + 1
+            r._mark = it + 1
             self._seats -= 1
             self._budget -= 1
             scheduled.append(r)
         # the scheduled decoders form the new steady set; the others stay ready (paused)
-        self.ready = [r for r in ready if r.mark != it + 1 and r.state != WAITING and r.state != SWAPPED]
+        self.ready = [r for r in ready if r._mark != it + 1 and r.state != WAITING and r.state != SWAPPED]
         for r in self.ready:
             if r.state == RUNNING:
                 r.state = PAUSED
@@ -716,7 +716,7 @@ class Engine:
                 break  # only admissions could follow, and they are closed
             state = r.state
             remaining = r.prefill_target - r.kv_tokens
-            if state != WAITING and (r.steady or remaining <= 0):
+            if state != WAITING and (r._steady or remaining <= 0):
                 continue  # decoding: the decode pass handles it
             if state == RUNNING or state == PAUSED:
                 prefilling_left -= 1
@@ -759,7 +759,7 @@ class Engine:
                     r.blocks = need
                     if self._rescore_on_admission:
                         self._unscored.append(r)
-                    if r.first_scheduled != r.first_scheduled:  # NaN: first time served
+                    if math.isnan(r.first_scheduled):  # first time served
                         r.first_scheduled = self.now
                         self._predictions += 1  # the initial prediction is made when first served
                 else:
@@ -767,7 +767,7 @@ class Engine:
                 self.n_prefilling += 1
                 bisect.insort(self.holders, r, key=_sort_key)
             r.state = RUNNING
-            r.mark = mark
+            r._mark = mark
             self._seats -= 1
             self._prefills.append((r, chunk, r.kv_tokens))
             self._budget -= chunk if chunk < self._budget else self._budget
@@ -826,6 +826,18 @@ class Engine:
                 return True
         return False
 
+    def hold(self, requests: Iterable[Request]) -> None:
+        """Make the requests among these that wait and were never scheduled inadmissible until
+        :meth:`release` (an agent that picks admissions holds each new arrival)."""
+        for r in requests:
+            if r.state == WAITING and math.isnan(r.first_scheduled):
+                r.held = True
+
+    def release(self, r: Request) -> None:
+        """Make a held request admissible again; it is rescored at the next step."""
+        r.held = False
+        self.rescore([r])
+
     def evict(self, r: Request, mode: PreemptionMode | int | None = None) -> None:
         """Preempt ``r`` now (between two steps, at a decision epoch), freeing its GPU KV.
 
@@ -846,11 +858,11 @@ class Engine:
         """Take ``r``'s KV away (``mode``, else the policy's choice, else the engine's default);
         it leaves this iteration's batch."""
         mark = self.iteration + 1
-        if r.steady:  # decoding in this batch: give back its slot and token
+        if r._steady:  # decoding in this batch: give back its slot and token
             self._leave(r)
             self._seats += 1
             self._budget += 1
-        elif r.mark == mark:  # a prefill scheduled earlier in this build
+        elif r._mark == mark:  # a prefill scheduled earlier in this build
             for i, (p, chunk, _) in enumerate(self._prefills):
                 if p is r:
                     del self._prefills[i]
@@ -861,7 +873,7 @@ class Engine:
             self.n_prefilling -= 1
         elif r in self.ready:
             self.ready.remove(r)
-        r.mark = 0
+        r._mark = 0
         _remove_sorted(self.holders, r)
         if mode is None:
             chosen = self._mode_hook(r, self) if self._mode_hook is not None else None
@@ -914,7 +926,7 @@ class Engine:
         it = self.iteration
         tokens = 0  # sum of the most tokens each request in the system has held (read, not synced)
         for r in self.live:
-            generated = r.gen_offset + it if r.steady else r.generated
+            generated = r._gen_offset + it if r._steady else r.generated
             tokens += generated if generated > r.peak_generated else r.peak_generated
         window = self.stats.preemptions - self._preemptions_at_progress
         self._preemptions_at_progress = self.stats.preemptions
@@ -1117,7 +1129,7 @@ class Engine:
     def _emit_token(self, r: Request, now: float) -> None:
         """A prefill just completed: it emits one token."""
         r.generated += 1
-        if r.first_token_time != r.first_token_time:  # NaN: first token ever
+        if math.isnan(r.first_token_time):  # first token ever
             r.first_token_time = now
         if r.generated >= r.output_len:
             _remove_sorted(self.holders, r)
@@ -1227,7 +1239,7 @@ class Engine:
                 assert r.blocks >= -(-r.kv_tokens // B), r
                 if r.kv_tokens >= r.prefill_target:
                     assert r.kv_tokens == r.prompt_len + r.generated - 1, r
-                    assert r.blocks == -(-r.kv_tokens // B) or (r.blocks == -(-(r.kv_tokens + 1) // B) and r.steady), r
+                    assert r.blocks == -(-r.kv_tokens // B) or (r.blocks == -(-(r.kv_tokens + 1) // B) and r._steady), r
         if not self.epoch_pending:
             keys = [_sort_key(r) for r in self.live]
             assert keys == sorted(keys), "live requests out of priority order"

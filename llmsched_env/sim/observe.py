@@ -144,7 +144,7 @@ def request_features_into(
         else:
             progress = 1.0
         predicted = int(r.predicted_output)
-        first = r.first_scheduled if r.first_scheduled == r.first_scheduled else now
+        first = now if math.isnan(r.first_scheduled) else r.first_scheduled
         one_hot = _STATE_ROWS[state]
         out.append(1.0)
         out.append(one_hot[0])
@@ -186,7 +186,7 @@ def _decision_features(out: list[float], r: Request, now: float, inv_blocks: flo
     c = r.slo_class
     for k in range(NUM_CLASS_COLUMNS):
         out.append(1.0 if c == k else 0.0)
-    started = r.first_token_time == r.first_token_time  # not NaN
+    started = not math.isnan(r.first_token_time)
     if ttft < _INF and not started:
         left = r.arrival + ttft - now
         out.append(math.log1p(left) / _LOG_TIME if left > 0.0 else 0.0)

@@ -110,8 +110,11 @@ class Request:
     ``initial_prediction``, ``restart_preemptions``, ``discarded_tokens`` (output tokens lost to
     restarts; ``generated + discarded_tokens`` is the service it has had), ``first_scheduled``, ``first_token_time``, ``slo_class`` (index of
     its request class, -1 for none), ``ttft_slo_s`` and ``tpot_slo_s`` (its SLO targets in
-    seconds, ``inf`` when it has none). ``output_len`` is the true output length: only oracle
-    policies may use it.
+    seconds, ``inf`` when it has none), ``held`` (not admissible until released: see
+    :meth:`~llmsched_env.sim.engine.Engine.hold`) and ``meta`` (free for the caller, e.g. the
+    workflow a call belongs to). ``output_len`` is the true output length: only oracle policies
+    may use it. The underscore-prefixed slots are the engine's bookkeeping for its lazy counters,
+    not part of this view.
     """
 
     __slots__ = (
@@ -141,12 +144,12 @@ class Request:
         "discarded_tokens",
         "peak_generated",
         "swapped_blocks",
-        "mark",
-        "steady",
-        "synced",
-        "kv_offset",
-        "gen_offset",
-        "stamp",
+        "_mark",
+        "_steady",
+        "_synced",
+        "_kv_offset",
+        "_gen_offset",
+        "_stamp",
         "meta",
         "held",
         "block_hashes",
@@ -194,17 +197,17 @@ class Request:
         self.discarded_tokens = 0  # output tokens thrown away by restart preemptions (generated again)
         self.peak_generated = 0  # the most output tokens held before a restart (the engine's livelock check)
         self.swapped_blocks = 0  # blocks moved out to CPU (each also moves back in)
-        # Engine bookkeeping. While ``steady`` (decoding in every iteration since iteration
-        # ``synced``), ``generated``, ``kv_tokens`` and ``blocks`` are brought up to date lazily:
+        # Engine bookkeeping. While ``_steady`` (decoding in every iteration since iteration
+        # ``_synced``), ``generated``, ``kv_tokens`` and ``blocks`` are brought up to date lazily:
         # the engine advances them by one token per iteration only when someone needs them.
-        self.mark = 0  # 1 + index of the last iteration whose batch included this request
-        self.steady = False
-        self.synced = 0  # iteration at which the counters were last brought up to date
-        self.kv_offset = 0  # kv_tokens - iteration, constant while steady
-        self.gen_offset = 0  # generated - iteration, constant while steady
-        self.stamp = 0  # bumped each time it joins the steady set (invalidates old heap entries)
+        self._mark = 0  # 1 + index of the last iteration whose batch included this request
+        self._steady = False
+        self._synced = 0  # iteration at which the counters were last brought up to date
+        self._kv_offset = 0  # kv_tokens - iteration, constant while steady
+        self._gen_offset = 0  # generated - iteration, constant while steady
+        self._stamp = 0  # bumped each time it joins the steady set (invalidates old heap entries)
         self.meta: object = None  # free for the caller (e.g. the workflow a call belongs to)
-        self.held = False  # not admissible until released (an agent that picks admissions holds new arrivals)
+        self.held = False  # not admissible until released (Engine.hold / Engine.release)
         # prefix caching (prefix_cache.py): the hash chain of its blocks in the engine's block
         # size, and the hashes of the cached blocks it references (its first len() blocks)
         self.block_hashes: list[int] | None = None
@@ -275,7 +278,7 @@ class RecordBuffer:
     """Column buffers of per-request records, appended by the engine.
 
     Plain Python lists while a run goes on (appending is cheap); ``to_arrays`` turns them into
-    numpy arrays. When records are streamed (``RunConfig.keep_records=False``) the engine hands
+    numpy arrays. When records are streamed (``SimConfig.keep_records=False``) the engine hands
     each full buffer to a sink and starts a new one, so memory does not grow with the run.
     """
 
@@ -310,9 +313,11 @@ class RecordBuffer:
         for values in self.columns.values():
             values.clear()
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
+    def to_arrays(self, start: int = 0) -> dict[str, np.ndarray]:
+        """The records from row ``start`` on, one numpy array per field."""
         out: dict[str, np.ndarray] = {}
-        for name, values in self.columns.items():
+        for name, column in self.columns.items():
+            values = column[start:] if start else column
             if name in ("arrival", "first_scheduled", "first_token_time", "finish_time", "predicted_len", "ttft_slo_s", "tpot_slo_s"):
                 out[name] = np.asarray(values, dtype=np.float64)
             else:

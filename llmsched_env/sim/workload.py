@@ -100,6 +100,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from .request import RequestBatch
+from .streams import child, generator, generators, seed_sequence
 from .traces import TIME_UNITS, TRACE_FORMATS, Trace, read_trace
 from .validation import ConfigError, check_choice, check_number, check_positive, fail
 
@@ -630,26 +631,6 @@ def _read_trace_cached(path: str, format: str, kw: tuple, stamp: tuple | None) -
     return trace
 
 
-# -- random streams -------------------------------------------------------------------------------
-
-
-def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
-        return np.random.SeedSequence(int(seed))
-    raise fail("seed", seed, "an integer >= 0 or a numpy.random.SeedSequence")
-
-
-def _child(ss: np.random.SeedSequence, key: int) -> np.random.SeedSequence:
-    """Child stream ``key`` of ``ss`` (unlike ``spawn``, it does not change ``ss``)."""
-    return np.random.SeedSequence(entropy=ss.entropy, spawn_key=(*ss.spawn_key, key), pool_size=ss.pool_size)
-
-
-def _rngs(ss: np.random.SeedSequence, count: int) -> list[np.random.Generator]:
-    return [np.random.default_rng(_child(ss, k)) for k in range(count)]
-
-
 # -- lengths --------------------------------------------------------------------------------------
 
 
@@ -677,7 +658,7 @@ def trace_start(cfg: WorkloadConfig, ss: np.random.SeedSequence, rows: int) -> i
     workload seed (shared by the length and arrival streams, so rows stay paired)."""
     if cfg.trace_order != "window":
         return 0
-    return int(np.random.default_rng(_child(ss, WINDOW_STREAM)).integers(rows))
+    return int(generator(ss, WINDOW_STREAM).integers(rows))
 
 
 class _LengthStream:
@@ -691,8 +672,8 @@ class _LengthStream:
 
     def __init__(self, cfg: WorkloadConfig, ss: np.random.SeedSequence) -> None:
         self.cfg = cfg
-        own = _child(ss, LENGTH_STREAM)
-        self.rng_prompt, self.rng_output, self.rng_cell = _rngs(own, 3)
+        own = child(ss, LENGTH_STREAM)
+        self.rng_prompt, self.rng_output, self.rng_cell = generators(own, 3)
         self.preset = load_length_preset(cfg.lengths) if cfg.lengths not in LENGTH_KINDS else None
         self.trace = cfg.read_trace() if cfg.lengths == "trace" else None
         self.cursor = 0 if self.trace is None else trace_start(cfg, ss, len(self.trace))  # trace lengths: next row
@@ -704,7 +685,7 @@ class _LengthStream:
         if cfg.lengths == "mixture":
             names = cfg.class_names()
             for k, component in enumerate(cfg.components):
-                self.parts.append(_LengthStream(component.workload(), _child(own, 1 + k)))
+                self.parts.append(_LengthStream(component.workload(), child(own, 1 + k)))
             weights = np.asarray([c.weight for c in cfg.components], dtype=np.float64)
             self.part_cum = np.cumsum(weights / weights.sum())
             self.part_class = np.asarray(
@@ -781,7 +762,7 @@ def sample_lengths(cfg: WorkloadConfig, n: int, seed: int | np.random.SeedSequen
     """``n`` draws of the length mix: exactly the lengths of the first ``n`` requests that
     :func:`generate` gives for the same seed (trace lengths: the rows it serves, cycling)."""
     n = check_number("n", n, low=0, integer=True)
-    ss = _seed_sequence(seed)
+    ss = seed_sequence(seed)
     prompt, output = _LengthStream(cfg, ss).draw(int(n))
     if cfg.prefix == "multi-turn":  # prompts carry the conversation so far
         prompt = _PrefixStream(cfg, ss).draw(prompt, output)[0]
@@ -937,7 +918,7 @@ class _ArrivalStream:
 
     def __init__(self, cfg: WorkloadConfig, rate: float | None, ss: np.random.SeedSequence) -> None:
         self.cfg, self.rate = cfg, rate
-        self.rng_gap, self.rng_on, self.rng_off = _rngs(_child(ss, ARRIVAL_STREAM), 3)
+        self.rng_gap, self.rng_on, self.rng_off = generators(child(ss, ARRIVAL_STREAM), 3)
         self.count = 0  # arrivals drawn so far
         self.last = 0.0  # time of the last arrival
         if cfg.arrival == "onoff":
@@ -1062,7 +1043,7 @@ def generate(
     if rate is not None or cfg.arrival != "trace":
         check_positive("rate", rate)
     chunk_size = check_positive("chunk_size", chunk_size, integer=True)
-    ss = _seed_sequence(seed)
+    ss = seed_sequence(seed)
     # Both streams are built here, not in the generator below, so errors surface at the call.
     arrivals = _ArrivalStream(cfg, None if rate is None else float(rate), ss)
     lengths = _LengthStream(cfg, ss)
@@ -1090,7 +1071,7 @@ class _PrefixStream:
 
     def __init__(self, cfg: WorkloadConfig, ss: np.random.SeedSequence) -> None:
         self.cfg = cfg
-        self.rng_choice, self.rng_turns = _rngs(_child(ss, PREFIX_STREAM), 2)
+        self.rng_choice, self.rng_turns = generators(child(ss, PREFIX_STREAM), 2)
         self.kind = cfg.prefix
         self.block_size = cfg.prefix_block_size
         if self.kind == "system-prompt":

@@ -39,10 +39,10 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .cost import LinearCostModel
-from .engine_config import EngineConfig
-from .network import CallConfig, DelayConfig, EngineSpec, NetworkConfig, WorkflowClass
-from .validation import check_choice
+from ..cost import LinearCostModel
+from ..engine_config import EngineConfig
+from ..validation import check_choice
+from .config import CallConfig, DelayConfig, EngineSpec, NetworkConfig, WorkflowClass
 
 # -- Rybko–Stolyar (Li, Dai & Peng 2025) ----------------------------------------------------------
 RS_BUDGET = 768  # tokens per iteration

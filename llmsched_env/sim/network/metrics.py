@@ -27,9 +27,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import PERCENTILES, TimeSeries
-from .request import RequestState
-from .validation import check_positive, fail
+from ..metrics import PERCENTILES, TimeSeries
+from ..request import RequestState
+from ..validation import check_positive, fail
 
 NAN = math.nan
 FINISHED = int(RequestState.FINISHED)
@@ -53,7 +53,7 @@ class JobRecordBuffer:
     columns: dict[str, list] = field(default_factory=lambda: {name: [] for name in JOB_RECORD_FIELDS})
 
     def append(self, job: Any) -> None:
-        """Record a :class:`~llmsched_env.sim.network.Job` that left the system or is still inside."""
+        """Record a :class:`~llmsched_env.sim.network.jobs.Job` that left the system or is still inside."""
         c = self.columns
         c["id"].append(job.id)
         c["cls"].append(job.cls)
