@@ -28,6 +28,12 @@ quantum. On the default hardware a lone decode iteration takes 9.3 ms, so
 joins level 5 in both. Counting iterations keeps the quanta independent of the batch size and
 lets the engine fast-forward between quantum expiries (``wakeup``).
 
+Restart preemption. A request's service counts the output tokens a ``restart`` preemption threw
+away (``Request.discarded_tokens``): the restart costs it its tokens, not its place in the queue,
+as a preempted request keeps its place in vLLM's order. Counting only the tokens it holds would
+send every restarted request back to level 0, ahead of the requests that evicted it, which it
+then evicts in turn: with little KV the run never ends.
+
 The starvation clock is read at decision epochs: a request counts as served at an epoch when it
 was in the last batch, and is promoted at the first epoch after ``starve_s`` seconds without
 service (FastServe checks every 1,000 iterations). This is the one piece of per-run state: the
@@ -76,7 +82,7 @@ class MLFQ(Baseline):
     dynamic = True
 
     def __post_init__(self) -> None:
-        check_number("mlfq.levels", self.levels, low=1, high=64, integer=True)
+        object.__setattr__(self, "levels", check_number("mlfq.levels", self.levels, low=1, high=64, integer=True))
         check_number("mlfq.base_quantum", self.base_quantum, low=0, low_open=True)
         check_number("mlfq.quantum_ratio", self.quantum_ratio, low=1, high=1000)
         if not isinstance(self.skip_join, bool):
@@ -120,12 +126,13 @@ class MLFQ(Baseline):
 
     def _position(self, r: Request) -> tuple[int, int, int]:
         """(entry level, tokens produced at it, tokens produced since entry) of ``r``."""
+        service = _service(r)
         promoted = self._promoted.get(r.id) if self._promoted else None
         if promoted is not None:  # back at level 0 with a fresh quantum, every token one iteration
             level, tokens_there = self._entry_for(0.0, 1.0)
-            return level, tokens_there, max(r.generated - promoted, 0)
+            return level, tokens_there, max(service - promoted, 0)
         level, tokens_there = self.entry(r.prompt_len)
-        return level, tokens_there, r.generated
+        return level, tokens_there, service
 
     def level(self, r: Request) -> int:
         """The level ``r`` is in now."""
@@ -175,7 +182,7 @@ class MLFQ(Baseline):
             else:
                 last = self._last_served.get(r.id, r.arrival)
                 if now - last >= self.starve_s:
-                    promoted[r.id] = r.generated
+                    promoted[r.id] = _service(r)
                     last = now
             last_served[r.id] = last
             if r.id not in promoted and r.id in self._promoted:
@@ -184,3 +191,12 @@ class MLFQ(Baseline):
         self._last_served.update(last_served)
         self._promoted.clear()
         self._promoted.update(promoted)
+
+
+def _service(r: Request) -> int:
+    """Output tokens ``r`` has been served, counting those a restart preemption threw away: a
+    restart loses the tokens, not the service, so it never lifts a request back to the top levels
+    (vLLM keeps a preempted request's place in its order the same way). Counting only ``generated``
+    let running requests evict each other endlessly under restart preemption, each victim coming
+    back at level 0 ahead of the others."""
+    return r.generated + r.discarded_tokens

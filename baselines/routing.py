@@ -149,7 +149,7 @@ class PrefixAffinity(_Router):
 
     def __init__(self, cache_threshold: float = 0.5, balance_abs: int = 32, balance_rel: float = 1.5) -> None:
         check_number("cache_threshold", cache_threshold, low=0, high=1)
-        check_nonnegative("balance_abs", balance_abs, integer=True)
+        balance_abs = check_nonnegative("balance_abs", balance_abs, integer=True)
         check_number("balance_rel", balance_rel, low=1)
         self.cache_threshold = float(cache_threshold)
         self.balance_abs = int(balance_abs)

@@ -134,6 +134,8 @@ def _put(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The YAML config (or the built-in default) with the flags applied, validated."""
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs={args.jobs} is invalid: expected an integer >= 1 (leave --jobs out to use every core)")
     source = f"{args.config} with the command-line flags" if args.config else "command line"
     data: dict[str, Any] = {}
     if args.config:
@@ -400,6 +402,15 @@ def evaluate(config: EvalConfig, console: bool = True, overwrite: bool = False, 
         if started_ray:
             ray_runner.shutdown()
     seconds = time.perf_counter() - start
+    livelocks = [r.record for r in writer.results if r.record.get("livelock")]
+    if livelocks:
+        runs_named = ", ".join(f"{rec['policy']} on {rec['workload']} seed {rec['seed']}" for rec in sorted(livelocks, key=lambda rec: rec["run"])[:5])
+        print(
+            f"{PROG}: {len(livelocks)} run{'s' * (len(livelocks) != 1)} stopped as a livelock (requests evicting each other "
+            f"with none finishing; stability 'livelock', the requests left counted unfinished): {runs_named}"
+            + (", ..." if len(livelocks) > 5 else ""),
+            file=sys.stderr,
+        )
     if writer.results or searches:
         report(config, writer, searches, policies, reference, len(runs), seconds, jobs, console)
     if not completed:

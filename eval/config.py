@@ -99,7 +99,7 @@ class CapacityConfig:
         if self.low is not None and self.high is not None and self.low >= self.high:
             raise fail("capacity.high", self.high, f"a bound above capacity.low={self.low!r}")
         check_number("capacity.tolerance", self.tolerance, low=0, high=1, low_open=True, high_open=True)
-        check_positive("capacity.num_requests", self.num_requests, integer=True)
+        object.__setattr__(self, "num_requests", check_positive("capacity.num_requests", self.num_requests, integer=True))
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ class EvalConfig:
             if self.capacity is not None:
                 raise ConfigError("capacity: the capacity search runs single engines; a grid of cluster scenarios cannot use it")
         if self.num_requests is not None:
-            check_positive("num_requests", self.num_requests, integer=True)
+            object.__setattr__(self, "num_requests", check_positive("num_requests", self.num_requests, integer=True))
         if self.loads is not None and self.rates is not None:
             raise ConfigError(
                 f"loads={self.loads!r} and rates={self.rates!r}: expected at most one of them "
@@ -249,7 +249,7 @@ class EvalConfig:
                 raise ConfigError(
                     "capacity.criterion='slo' needs an SLO: set sim.slo_ttft_s and/or sim.slo_tpot_s"
                 )
-        check_nonnegative("jobs", self.jobs, integer=True)
+        object.__setattr__(self, "jobs", check_nonnegative("jobs", self.jobs, integer=True))
         check_choice("backend", self.backend, BACKENDS)
         if self.ray_address is not None:
             if not isinstance(self.ray_address, str) or not self.ray_address:
@@ -497,7 +497,7 @@ def _strings(name: str, values: Any) -> tuple[str, ...]:
 def _seeds(seeds: Any) -> tuple[int, ...]:
     """A count N (seeds 0..N-1) or a list of distinct integers >= 0."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        check_positive("seeds", seeds, integer=True)
+        seeds = check_positive("seeds", seeds, integer=True)
         return tuple(range(seeds))
     values = _sequence("seeds", seeds)
     if not values:

@@ -81,13 +81,14 @@ def fmt_ratio(ratio: tuple[float, float, float], bracket: bool = True) -> str:
     return f"{r:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if bracket and math.isfinite(lo) else "")
 
 
-STABILITY_SHORT = {"stable": "stable", "inconclusive": "incon.", "unstable": "unst."}
+STABILITY_SHORT = {"stable": "stable", "inconclusive": "incon.", "unstable": "unst.", "livelock": "livel."}
 
 
 def stability_text(cell: Cell, short: bool = False) -> str:
     """The seeds' stability verdicts: ``stable 5/5``, ``inconclusive 2/2``, ``stable 3 · unstable 2``
     (``short``: ``stable 3·unst. 2``)."""
-    present = [(verdict, cell.count(verdict)) for verdict in ("stable", "inconclusive", "unstable") if cell.count(verdict)]
+    verdicts = ("stable", "inconclusive", "unstable", "livelock")
+    present = [(verdict, cell.count(verdict)) for verdict in verdicts if cell.count(verdict)]
     if short and len(present) > 1:
         present = [(STABILITY_SHORT[verdict], n) for verdict, n in present]
     if len(present) == 1:
@@ -348,7 +349,7 @@ LEGEND = (
     f"{SIGNIFICANT}: best in its column and significantly better than the runner-up (paired t, 95 %); "
     f"{WITHIN_NOISE}: best but within noise of the runner-up; no mark where every value is equal within noise. "
     "max: the worst-served request (mean over seeds). stable: the seeds' stability verdicts (inconclusive: "
-    "too short to tell, not unstable)."
+    "too short to tell, not unstable; livelock: stopped with no request finishing)."
 )
 
 

@@ -95,8 +95,8 @@ class EnvOptions:
     waiting_slots: int | None = None
 
     def __post_init__(self) -> None:
-        check_positive("num_slots", self.num_slots, integer=True)
-        check_positive("episode_requests", self.episode_requests, integer=True)
+        object.__setattr__(self, "num_slots", check_positive("num_slots", self.num_slots, integer=True))
+        object.__setattr__(self, "episode_requests", check_positive("episode_requests", self.episode_requests, integer=True))
         check_choice("reward", self.reward, REWARDS)
         if self.reward_scale is not None:
             check_positive("reward_scale", self.reward_scale)
@@ -105,7 +105,7 @@ class EnvOptions:
             raise fail("preemption_control", self.preemption_control, "true or false")
         check_choice("slot_layout", self.slot_layout, SLOT_LAYOUTS)
         if self.waiting_slots is not None:
-            check_nonnegative("waiting_slots", self.waiting_slots, integer=True)
+            object.__setattr__(self, "waiting_slots", check_nonnegative("waiting_slots", self.waiting_slots, integer=True))
             if self.waiting_slots > self.num_slots:
                 raise fail("waiting_slots", self.waiting_slots, f"an integer in [0, num_slots={self.num_slots}]")
 

@@ -214,6 +214,7 @@ class Req:
     prompt_len: int = 100
     output_len: int = 50
     generated: int = 0
+    discarded_tokens: int = 0
     state: RequestState = WAITING
     predicted_output: float = 50.0
     initial_prediction: float = 50.0

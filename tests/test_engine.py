@@ -146,6 +146,70 @@ def test_tiny_cache_restart_sequence(fast_forward):
     assert (b["preemptions"], b["restart_preemptions"], b["recomputed_tokens"]) == (3, 3, 4 + 2 + 2)
 
 
+class LeastServedFirst:
+    """Least attained service first: a restarted request (no tokens left) jumps ahead of the others."""
+
+    name = "las"
+    dynamic = True
+
+    def priorities(self, requests, now):
+        return [r.generated for r in requests]
+
+
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_restart_livelock_is_stopped_with_a_verdict(fast_forward):
+    # Two requests that fit the 4-block cache only one at a time: the one that needs a block
+    # restarts the other, which, back at 0 tokens, comes first and restarts it in turn. Neither
+    # ever finishes. Every 3 x 2 preemptions the engine checks for progress: at the first check
+    # (6) it notes how far the requests got, at the second (12) they got no further: it stops.
+    rows = [(0.0, 2, 6), (0.0, 2, 6)]
+    engine, records = make_engine(
+        rows, blocks=4, block_size=2, watermark=0.0, preemption_mode="restart", policy=LeastServedFirst(),
+        fast_forward=fast_forward, livelock_preemptions=3,
+    )  # fmt: skip
+    engine.run()
+    assert engine.stats.livelock and engine.completed == 0 and engine.stats.preemptions == 2 * 3 * 2
+    assert engine.livelock == (
+        "livelock: 12 preemptions and no request finished since the start; over the last 6 no request was served "
+        "further than before (t=19.000 s; 2 requests in the system, 0 finished; bound livelock_preemptions=3 x "
+        "requests in the system)"
+    )
+    assert engine.now == 20.0  # the iteration under way when it was found ends the run
+    recs = by_id(records)
+    assert sorted(recs) == [0, 1] and all(r["state"] != RequestState.FINISHED for r in recs.values())  # reported, unfinished
+    assert [recs[i]["preemptions"] for i in (0, 1)] == [6, 6]
+    engine.check_invariants()
+
+
+def test_preemptions_with_progress_are_not_a_livelock():
+    """The oldest request needs the whole cache for its last tokens and restarts the younger ones
+    again and again (FCFS): 23 preemptions for 3 requests, far over 1 per request between
+    completions, but the requests get further each time and the run ends as without the check."""
+    rows = [(0.0, 2, 60), (0.0, 2, 40), (0.0, 2, 40)]
+    runs = [make_engine(rows, blocks=31, block_size=2, watermark=0.0, preemption_mode="restart", livelock_preemptions=k) for k in (1, 0)]
+    for engine, _ in runs:
+        engine.run()
+        assert not engine.stats.livelock and engine.completed == 3 and engine.stats.preemptions == 23
+    (_, checked), (_, unchecked) = runs
+    assert by_id(checked) == by_id(unchecked)
+
+
+def test_livelock_bound_counts_preemptions_since_the_latest_completion():
+    rows = [(0.0, 2, 6), (0.0, 2, 6), (10.0, 1, 1)]  # the third finishes at its prefill, at t=11
+    engine, records = make_engine(
+        rows, blocks=4, block_size=2, watermark=0.0, preemption_mode="restart", policy=LeastServedFirst(), livelock_preemptions=3
+    )
+    engine.run()
+    assert by_id(records)[2]["finish_time"] == 11.0
+    assert engine.stats.preemptions == 6 + 2 * 3 * 2  # six before the completion, then two windows again
+    assert "12 preemptions and no request finished since the last completion at t=11.000 s; over the last 6" in engine.livelock
+    assert "(t=28.000 s; 2 requests in the system, 1 finished;" in engine.livelock
+    off, _ = make_engine(rows, blocks=4, block_size=2, watermark=0.0, preemption_mode="restart", policy=LeastServedFirst(), livelock_preemptions=0)
+    off.max_time = 100.0
+    off.run()  # 0: never stopped (here the time limit ends it)
+    assert not off.stats.livelock and off.livelock == "" and off.now >= 100.0
+
+
 def test_swap_that_does_not_fit_falls_back_to_recompute():
     engine, records = make_engine(
         [(0.0, 2, 6), (0.0, 2, 4)], blocks=4, block_size=2, watermark=0.0, preemption_mode="swap", swap_s=0.25, swap_bytes=0.0

@@ -81,6 +81,21 @@ def agent_options(env_kwargs: dict[str, Any], env_id: str = "llmsched/Serve-v2")
     return {key: env_kwargs.get(key, defaults[key]) for key in AGENT_OPTIONS}
 
 
+SPACE_OPTIONS = ("num_slots", "action_mode", "preemption_control", "slot_layout", "waiting_slots")  # fix the spaces
+
+
+def check_same_spaces(path: str | Path, options: dict[str, Any], where: str) -> None:
+    """Raise ConfigError unless the model at ``path`` was made for env options (``options``,
+    those of :data:`AGENT_OPTIONS`) that give the same observation and action spaces."""
+    saved = read_info(path).get("agent_options") or {}
+    differ = [key for key in SPACE_OPTIONS if key in saved and key in options and saved[key] != options[key]]
+    if differ:
+        raise ConfigError(
+            f"{where} {str(path)!r} was made for " + ", ".join(f"{k}={saved[k]!r}" for k in differ)
+            + ": expected an env with the same, this one has " + ", ".join(f"{k}={options[k]!r}" for k in differ)
+        )
+
+
 def default_layout(env_id: str) -> str:
     """The slot layout an env id shows unless told otherwise."""
     return "kv-first" if env_id.removeprefix("llmsched_env:") in LEGACY_ENVS else "queue"

@@ -275,6 +275,12 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         trained_with = read_info(resume)["algo"]
         if trained_with != config.algo:
             raise ConfigError(f"--trained-agent {resume!r} was trained with algo={trained_with!r}, not algo={config.algo!r}")
+        import dataclasses
+
+        from .agents import check_same_spaces
+
+        scenario = config.scenario
+        check_same_spaces(resume, {**dataclasses.asdict(scenario.env), "decision_interval": scenario.sim.decision_interval}, "--trained-agent")
 
     import stable_baselines3
     import torch

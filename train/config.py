@@ -45,6 +45,7 @@ from llmsched_env.sim.validation import (
     check_choice,
     check_known_keys,
     check_nonnegative,
+    check_number,
     check_positive,
     fail,
 )
@@ -57,6 +58,21 @@ ALGOS: dict[str, tuple[str, str, str]] = {
 VEC_ENVS = ("vector", "subproc", "dummy")  # train.vec_env.vec_env_class
 SET_BY_CONFIG = ("policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
 SCHEDULED = ("learning_rate", "clip_range")  # may be "lin_<value>"
+#: bounds of the numeric PPO arguments (SB3 checks few of them and fails deep inside training)
+HYPERPARAM_BOUNDS: dict[str, dict[str, Any]] = {
+    "learning_rate": {"low": 0, "low_open": True},
+    "clip_range": {"low": 0, "low_open": True},
+    "clip_range_vf": {"low": 0, "low_open": True},
+    "n_steps": {"low": 1, "integer": True},
+    "batch_size": {"low": 1, "integer": True},
+    "n_epochs": {"low": 1, "integer": True},
+    "gamma": {"low": 0, "high": 1},
+    "gae_lambda": {"low": 0, "high": 1},
+    "ent_coef": {"low": 0},
+    "vf_coef": {"low": 0},
+    "max_grad_norm": {"low": 0, "low_open": True},
+    "target_kl": {"low": 0, "low_open": True},
+}
 
 
 def algo_class(algo: str) -> Any:
@@ -168,11 +184,11 @@ class BCConfig:
                 baselines.parse(self.teacher)
             except ConfigError as err:
                 raise ConfigError(f"teacher: {err}") from None
-        check_positive("episodes", self.episodes, integer=True)
-        check_positive("epochs", self.epochs, integer=True)
-        check_positive("batch_size", self.batch_size, integer=True)
+        object.__setattr__(self, "episodes", check_positive("episodes", self.episodes, integer=True))
+        object.__setattr__(self, "epochs", check_positive("epochs", self.epochs, integer=True))
+        object.__setattr__(self, "batch_size", check_positive("batch_size", self.batch_size, integer=True))
         check_positive("learning_rate", self.learning_rate)
-        check_nonnegative("dagger_rounds", self.dagger_rounds, integer=True)
+        object.__setattr__(self, "dagger_rounds", check_nonnegative("dagger_rounds", self.dagger_rounds, integer=True))
 
 
 DEFAULT_HYPERPARAMS: dict[str, Any] = {
@@ -239,18 +255,18 @@ class TrainConfig:
             raise ConfigError(
                 f"algo={self.algo!r} cannot handle action_mode={mode!r}: {hint}set action_mode={handled!r}"
             )
-        check_nonnegative("n_timesteps", self.n_timesteps, integer=True)
-        check_positive("n_envs", self.n_envs, integer=True)
+        object.__setattr__(self, "n_timesteps", check_nonnegative("n_timesteps", self.n_timesteps, integer=True))
+        object.__setattr__(self, "n_envs", check_positive("n_envs", self.n_envs, integer=True))
         check_choice("vec_env", self.vec_env, VEC_ENVS)
-        check_nonnegative("seed", self.seed, integer=True)
+        object.__setattr__(self, "seed", check_nonnegative("seed", self.seed, integer=True))
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())
         ):
             raise fail("device", self.device, "auto, cpu, cuda or cuda:N")
         self._check_hyperparams()
-        check_nonnegative("eval_freq", self.eval_freq, integer=True)
-        check_positive("eval_episodes", self.eval_episodes, integer=True)
-        check_nonnegative("eval_seed", self.eval_seed, integer=True)
+        object.__setattr__(self, "eval_freq", check_nonnegative("eval_freq", self.eval_freq, integer=True))
+        object.__setattr__(self, "eval_episodes", check_positive("eval_episodes", self.eval_episodes, integer=True))
+        object.__setattr__(self, "eval_seed", check_nonnegative("eval_seed", self.eval_seed, integer=True))
         import baselines
 
         for spec in self.eval_baselines:
@@ -273,7 +289,7 @@ class TrainConfig:
                 )
         if self.bc is not None and not isinstance(self.bc, BCConfig):
             raise fail("bc", self.bc, "a mapping of behaviour-cloning settings or null")
-        check_nonnegative("save_freq", self.save_freq, integer=True)
+        object.__setattr__(self, "save_freq", check_nonnegative("save_freq", self.save_freq, integer=True))
         if not isinstance(self.progress_bar, bool):
             raise fail("progress_bar", self.progress_bar, "true or false")
 
@@ -289,6 +305,13 @@ class TrainConfig:
             value = self.hyperparams.get(name)
             if isinstance(value, str) and not _lin_value(value) > 0:
                 raise fail(f"hyperparams.{name}", value, "a positive number or lin_<number> (a linear decay from it)")
+        checked = dict(self.hyperparams)
+        for name, bounds in HYPERPARAM_BOUNDS.items():
+            value = checked.get(name)
+            if value is None or isinstance(value, str) and name in SCHEDULED or callable(value):
+                continue  # unset, a lin_ schedule (checked above) or a schedule function
+            checked[name] = check_number(f"hyperparams.{name}", value, **bounds)
+        object.__setattr__(self, "hyperparams", checked)
 
     @property
     def env_id(self) -> str:

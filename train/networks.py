@@ -216,6 +216,23 @@ class _SetPolicyMixin:
         kwargs.setdefault("ortho_init", False)  # PyTorch's default init; the heads set their own
         return kwargs
 
+    def obs_to_tensor(self, observation: Any) -> Any:
+        """SB3's, after checking that the observation has this model's slots and features (an
+        env with another ``num_slots`` or slot layout would give SB3's error about spaces)."""
+        space = self.observation_space  # type: ignore[attr-defined]
+        if isinstance(observation, dict) and isinstance(space, spaces.Dict):
+            for key in ("requests", "mask", "globals"):
+                if key in observation and key in space.spaces:
+                    expected = space[key].shape
+                    got = tuple(getattr(observation[key], "shape", ()) or ())
+                    if got[-len(expected):] != expected:
+                        raise ConfigError(
+                            f"observation[{key!r}] has shape {got}: this model was made for {expected} (num_slots="
+                            f"{space['mask'].shape[0]}); expected an observation of the env it was trained on (the same "
+                            "num_slots, slot_layout and preemption_control)"
+                        )
+        return super().obs_to_tensor(observation)  # type: ignore[misc]
+
     def _build_mlp_extractor(self) -> None:
         encoder = self.features_extractor  # type: ignore[attr-defined]
         self.mlp_extractor = SetHeads(encoder.critic_dim, encoder.embed_dim, encoder.num_slots)

@@ -168,7 +168,7 @@ class ClusterEnv(gym.Env):
             config = scenarios.cluster_config(base, num_requests=length, max_time_s=max_time_s)
             num_replicas = config.num_replicas
         num_requests = 500 if num_requests is None else num_requests
-        check_positive("num_replicas", num_replicas, integer=True)
+        num_replicas = check_positive("num_replicas", num_replicas, integer=True)
         if reward_scale is not None:
             check_positive("reward_scale", reward_scale)
         if render_mode is not None:

@@ -25,7 +25,7 @@ from ..sim.observe import COUNT_SCALE, NUM_REQUEST_FEATURES, TIME_SCALE, request
 from ..sim.policy import Policy
 from ..sim.predictors import PredictorConfig
 from ..sim.request import Request
-from ..sim.slots import SlotScorePolicy, select_slots
+from ..sim.slots import SlotScorePolicy, check_score_action, select_slots
 from ..sim.validation import ConfigError, check_choice, check_positive, fail
 from .render import Picture
 
@@ -91,8 +91,9 @@ class AgentNetworkEnv(gym.Env):
 
     ``Box(-1, 1, (E * K,), float32)``: a score per row; at each engine **higher scores are served
     first** (as in ``llmsched/Serve-v1``'s ``rank`` mode). Calls outside the slots keep FCFS order
-    behind the visible ones. Scores of empty rows are ignored; NaN or infinite scores and wrong
-    shapes are errors.
+    behind the visible ones. Scores of empty rows are ignored; NaN, infinite or out-of-range
+    scores (outside [-1, 1]), values that are not numbers and wrong shapes are errors, by the same
+    rule as Serve's (SB3 clips its actions to the space before stepping).
 
     ## Rewards
 
@@ -106,6 +107,8 @@ class AgentNetworkEnv(gym.Env):
     ## Starting State
 
     Idle engines with empty KV caches; the first observation is taken at the first decision epoch.
+    If the run ends before one (no job arrives within ``max_time_s``, or every call is rejected),
+    ``reset`` still returns, and the first step ends the episode.
     The jobs (arrivals, lengths, delays, predictions) come from the seed: ``reset(seed=s)`` seeds the
     environment's generator, which draws the simulation seed; ``reset(options={"sim_seed": n})``
     gives it directly (the same jobs as ``simulate_network(config, seed=n)``).
@@ -163,7 +166,7 @@ class AgentNetworkEnv(gym.Env):
                 f"llmsched/AgentNetwork-v1: unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; allowed: "
                 + ", ".join(allowed)
             )
-        check_positive("num_slots", num_slots, integer=True)
+        num_slots = check_positive("num_slots", num_slots, integer=True)
         if reward_scale is not None:
             check_positive("reward_scale", reward_scale)
         if render_mode is not None:
@@ -222,7 +225,9 @@ class AgentNetworkEnv(gym.Env):
             if self._picture is not None:
                 self._picture.close()
             self._picture = Picture(self.render_mode, list(self.network.engine_names), ["jobs in the network"], "jobs", self.metadata["render_fps"])
-        self._advance()
+        # runs to the first decision epoch; if the run ends before one (no job in time, or every
+        # call rejected), the first step ends the episode: every reset gives at least one step
+        self.network.run_until_epoch()
         if self.render_mode == "human":
             self.render()
         return self._observe(), self._info()
@@ -257,15 +262,12 @@ class AgentNetworkEnv(gym.Env):
         return -float(network.job_area - area) / self._reward_scale
 
     def _check_scores(self, action) -> np.ndarray:
-        scores = np.asarray(action, dtype=np.float64)
-        if scores.shape != self.action_space.shape:
-            raise ConfigError(
-                f"action has shape {scores.shape}: expected {self.action_space.shape}, one score per slot "
-                f"({self.num_slots} slots x {self.num_engines} engines)"
-            )
-        if not np.isfinite(scores).all():
-            raise ConfigError(f"action contains NaN or infinite scores {scores[~np.isfinite(scores)]}: expected finite numbers")
-        return scores
+        K = self.num_slots
+        occupied = np.zeros(self.num_engines * K, dtype=bool)
+        for e, slots in enumerate(self.slots):
+            occupied[e * K : e * K + len(slots)] = True
+        what = f"one score per slot ({K} slots x {self.num_engines} engines)"
+        return check_score_action(action, self.action_space.shape, occupied, what).astype(np.float64)
 
     def _default_reward_scale(self) -> float:
         """Expected jobs x mean completion time of a job alone in the network (s)."""

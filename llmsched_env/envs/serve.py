@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from ..scenarios import EnvOptions, Scenario, resolve
 from ..sim import EngineConfig, SimConfig, WorkloadConfig
-from ..sim.api import build_engine
+from ..sim.api import build_engine, livelock_summary
 from ..sim.cost import lone_request_seconds, resolve_hardware
 from ..sim.engine import Engine
 from ..sim.metrics import SLO, TimeSeries, request_metrics, slo_met, summarize
@@ -29,6 +29,7 @@ from ..sim.slots import (
     AdmissionOrderPolicy,
     SlotScorePolicy,
     admit_action_count,
+    check_score_action,
     decode_admit,
     preempt_action,
     rank_action_shape,
@@ -152,7 +153,10 @@ class ServeEnv(gym.Env):
     ## Episode End
 
     ``terminated`` once all ``num_requests`` requests have left the system. ``truncated`` when the
-    simulated time reaches ``max_time_s`` (requests still inside are reported unfinished), or by the
+    simulated time reaches ``max_time_s`` (requests still inside are reported unfinished), when the
+    engine stops a run that would never end (requests evicting each other in turn, e.g. by restart
+    preemptions, with no request finishing over ``livelock_preemptions`` preemptions per request in
+    the system: ``info["livelock"]`` says what happened, ``info["summary"]["livelock"]`` is 1), or by the
     ``TimeLimit`` wrapper (``max_episode_steps``, a safety net). ``info`` at every step: time,
     arrived, completed, tokens, preemptions, KV utilisation; at the end, ``info["summary"]``, the run
     summary of ``llmsched_env.sim.metrics`` (latency percentiles, TTFT, TPOT, throughput,
@@ -413,18 +417,9 @@ class ServeEnv(gym.Env):
 
     # ------------------------------------------------------------------------------ actions
     def _check_scores(self, action) -> np.ndarray:
-        scores = np.asarray(action)
-        expected = self.action_space.shape
-        if scores.shape != expected:
-            what = "a row (score, evict, 3 mode preferences) per slot" if self.preemption_control else "one score per slot"
-            raise ConfigError(f"action has shape {scores.shape}: expected {expected}, {what} (rank mode)")
-        visible = scores[: len(self.slots)]
-        if not np.isfinite(visible).all():
-            raise ConfigError(f"action contains NaN or infinite values {visible[~np.isfinite(visible)]}: expected finite numbers")
-        if visible.size and (visible.min() < -1.0 or visible.max() > 1.0):
-            outside = visible[(visible < -1.0) | (visible > 1.0)]
-            raise ConfigError(f"action contains values {outside[:4]} outside the action space: expected values in [-1, 1]")
-        return scores
+        what = "a row (score, evict, 3 mode preferences) per slot (rank mode)" if self.preemption_control else "one score per slot (rank mode)"
+        occupied = np.arange(self.num_slots) < len(self.slots)
+        return check_score_action(action, self.action_space.shape, occupied, what)
 
     def _check_choice(self, action) -> tuple[int, bool]:
         value = np.asarray(action)
@@ -511,6 +506,9 @@ class ServeEnv(gym.Env):
                 kv_bytes_per_block=self._hardware.kv_bytes_per_block,
                 class_names=self.config.class_names,
             )
+            livelock_summary(engine, info["summary"])
+            if engine.livelock:
+                info["livelock"] = engine.livelock
         return info
 
     # ------------------------------------------------------------------------------ rendering

@@ -64,12 +64,12 @@ class ServeVectorEnv(VectorEnv):
         **kwargs: Any,
     ) -> None:
         if envs is None:
-            check_positive("num_envs", num_envs, integer=True)
+            num_envs = check_positive("num_envs", num_envs, integer=True)
             envs = [ServeEnv(**kwargs) for _ in range(num_envs)]
         elif kwargs:
             raise ConfigError(f"ServeVectorEnv: pass either envs or env keywords, not both (got {sorted(kwargs)})")
         if max_episode_steps is not None:
-            check_positive("max_episode_steps", max_episode_steps, integer=True)
+            max_episode_steps = check_positive("max_episode_steps", max_episode_steps, integer=True)
         self.envs: list[ServeEnv] = list(envs)
         if not self.envs:
             raise fail("envs", envs, "at least one ServeEnv")

@@ -108,6 +108,16 @@ class SimResult:
     records: dict[str, np.ndarray] | None  # None when keep_records=False
     stats: EngineStats
     series: TimeSeries
+    livelock: str = ""  # why the run was stopped as a livelock, with its figures ("": it was not)
+
+
+def livelock_summary(engine: Engine, summary: dict) -> None:
+    """Add the run's livelock verdict to ``summary``: ``livelock`` (1 if the engine stopped the
+    run because no request finished over its bound of preemptions, else 0) and, then,
+    ``stability = "livelock"`` (the unfinished requests are counted in ``unfinished``)."""
+    summary["livelock"] = int(engine.stats.livelock)
+    if engine.stats.livelock:
+        summary["stability"] = "livelock"
 
 
 def build_engine(
@@ -237,6 +247,7 @@ def simulate(
     summary["iterations"] = engine.stats.iterations
     summary["events"] = engine.stats.stretches
     summary["swap_fallbacks"] = engine.stats.swap_fallbacks
+    livelock_summary(engine, summary)
     summary.update(prefix_summary(engine.stats, engine.prefix_cache))
     return SimResult(
         config=config,
@@ -248,4 +259,5 @@ def simulate(
         records=records,
         stats=engine.stats,
         series=series,
+        livelock=engine.livelock,
     )

@@ -96,7 +96,7 @@ class ClusterConfig:
             raise fail("load", None, "a load or a rate (only arrival='trace' keeps its own timing)")
         if self.max_time_s is not None:
             check_positive("max_time_s", self.max_time_s)
-        check_nonnegative("seed", self.seed, integer=True)
+        object.__setattr__(self, "seed", check_nonnegative("seed", self.seed, integer=True))
 
     @property
     def num_replicas(self) -> int:
@@ -185,7 +185,7 @@ class Cluster:
             raise fail("config", type(config).__name__, "a ClusterConfig")
         self.config = config
         self.seed = config.seed if seed is None else int(seed)
-        check_nonnegative("seed", self.seed, integer=True)
+        object.__setattr__(self, "seed", check_nonnegative("seed", self.seed, integer=True))
         n = config.num_replicas
         if policies is None:
             policies = [FCFS() for _ in range(n)]

@@ -119,7 +119,7 @@ class SimConfig:
             check_positive("slo_ttft_s", self.slo_ttft_s)
         if self.slo_tpot_s is not None:
             check_positive("slo_tpot_s", self.slo_tpot_s)
-        check_nonnegative("decision_interval", self.decision_interval, integer=True)
+        object.__setattr__(self, "decision_interval", check_nonnegative("decision_interval", self.decision_interval, integer=True))
         if not isinstance(self.keep_records, bool):
             raise ConfigError(f"keep_records={self.keep_records!r} is invalid: expected true or false")
         missing = [name for name in self.workload.class_names() if name not in names]

@@ -189,7 +189,7 @@ class StaircaseCostModel(CostModel):
         where = f"StaircaseCostModel({self.name!r})"
         check_number(f"{where}.base_ms", self.base_ms, low=0)
         check_positive(f"{where}.step_ms", self.step_ms)
-        check_positive(f"{where}.step_tokens", self.step_tokens, integer=True)
+        object.__setattr__(self, "step_tokens", check_positive(f"{where}.step_tokens", self.step_tokens, integer=True))
         object.__setattr__(self, "_base", self.base_ms * 1e-3)
         object.__setattr__(self, "_step", self.step_ms * 1e-3)
 
@@ -266,7 +266,7 @@ class ProfileCostModel(CostModel):
             check_positive(f"{where}.linear_ms[{i}]", x)
         check_number(f"{where}.decode_batching_overhead", self.decode_batching_overhead, low=0)
         check_number(f"{where}.prefill_batching_overhead", self.prefill_batching_overhead, low=0)
-        check_positive(f"{where}.kv_granularity", self.kv_granularity, integer=True)
+        object.__setattr__(self, "kv_granularity", check_positive(f"{where}.kv_granularity", self.kv_granularity, integer=True))
         lin = tuple(x * 1e-3 for x in self.linear_ms)
         s(self, "_lin", lin)
         k = 3 * (len(lin) - 1) // 4  # beyond the table: the mean slope of its last quarter (compute-bound)
@@ -349,7 +349,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         for attr in ("num_layers", "num_kv_heads", "head_dim", "num_params", "dtype_bytes"):
-            check_positive(f"ModelSpec({self.name!r}).{attr}", getattr(self, attr), integer=True)
+            object.__setattr__(self, attr, check_positive(f"ModelSpec({self.name!r}).{attr}", getattr(self, attr), integer=True))
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -372,7 +372,7 @@ class GPUSpec:
     pcie_bytes_per_s: float  # effective, one direction
 
     def __post_init__(self) -> None:
-        check_positive(f"GPUSpec({self.name!r}).memory_bytes", self.memory_bytes, integer=True)
+        object.__setattr__(self, "memory_bytes", check_positive(f"GPUSpec({self.name!r}).memory_bytes", self.memory_bytes, integer=True))
         check_positive(f"GPUSpec({self.name!r}).pcie_bytes_per_s", self.pcie_bytes_per_s)
 
 
@@ -403,10 +403,10 @@ def kv_capacity_blocks(
     (vLLM-style: every free byte becomes blocks; 7,609 blocks in the example).
     """
     check_number("gpu_memory_utilization", gpu_memory_utilization, low=0, high=1, low_open=True)
-    check_positive("block_size", block_size, integer=True)
-    check_positive("tensor_parallel", tensor_parallel, integer=True)
+    block_size = check_positive("block_size", block_size, integer=True)
+    tensor_parallel = check_positive("tensor_parallel", tensor_parallel, integer=True)
     if max_request_tokens is not None:
-        check_number("max_request_tokens", max_request_tokens, low=block_size, integer=True)
+        max_request_tokens = check_number("max_request_tokens", max_request_tokens, low=block_size, integer=True)
     usable = gpu.memory_bytes * gpu_memory_utilization
     weights = model.num_params * model.dtype_bytes / tensor_parallel
     per_token = model.kv_bytes_per_token_per_device(tensor_parallel)
@@ -443,7 +443,7 @@ class HardwarePreset:
         for attr, kind in (("model", ModelSpec), ("gpu", GPUSpec), ("cost", CostModel)):
             if not isinstance(getattr(self, attr), kind):
                 raise fail(f"HardwarePreset({self.name!r}).{attr}", getattr(self, attr), f"a {kind.__name__}")
-        check_positive(f"HardwarePreset({self.name!r}).tensor_parallel", self.tensor_parallel, integer=True)
+        object.__setattr__(self, "tensor_parallel", check_positive(f"HardwarePreset({self.name!r}).tensor_parallel", self.tensor_parallel, integer=True))
 
     def kv_capacity_blocks(
         self, gpu_memory_utilization: float = 0.9, block_size: int = 16, max_request_tokens: int | None = 4096
@@ -461,7 +461,7 @@ class HardwarePreset:
     def swap_seconds_per_block(self, block_size: int = 16) -> float:
         """Time to move one KV block between GPU and CPU memory (either direction). With tensor
         parallelism each GPU moves its own shard over its own PCIe link, in parallel."""
-        check_positive("block_size", block_size, integer=True)
+        block_size = check_positive("block_size", block_size, integer=True)
         shard_bytes = self.model.kv_bytes_per_token_per_device(self.tensor_parallel) * block_size
         return shard_bytes / self.gpu.pcie_bytes_per_s
 

@@ -37,6 +37,17 @@ and is counted), ``restart`` (free the KV and lose the generated tokens). The mo
 when it has one, else the engine's default; an agent may also preempt a request itself between
 steps (:meth:`Engine.evict`).
 
+Livelock. With ``restart`` preemption (or an agent that evicts), requests can take turns evicting
+each other and losing their work, so that none ever finishes. Every such cycle is made of
+preemptions (without them each batch adds tokens that stay), so the engine watches them, off the
+hot path: after every ``livelock_preemptions`` x (requests in the system) preemptions with no
+request finishing, it checks that the requests were served further than before (the sum over the
+requests in the system of the most tokens each has held at once, which a restart does not lower
+and which cannot grow for ever without a completion). If not, the run stops there as at a time
+limit (``max_time`` is lowered to the current time), the requests inside are reported unfinished
+and :attr:`Engine.livelock` says what happened. A run that preempts a lot but progresses (the
+oldest request gaining a token per iteration while others are evicted in turn) is never stopped.
+
 Requests that can never be served are rejected at arrival and counted: KV for their full length
 exceeds the whole cache, or (for rules that cannot chunk) the prompt exceeds the token budget. A
 recompute prefill longer than the budget under such a rule runs alone in its iteration.
@@ -98,6 +109,7 @@ class EngineStats:
     stretches: int = 0  # batch builds (events); iterations / stretches is the fast-forward gain
     epochs: int = 0
     preemptions: int = 0
+    livelock: bool = False  # the run was stopped as a livelock (see Engine.livelock)
     swap_fallbacks: int = 0  # swaps that did not fit the swap space and recomputed instead
     rejected: int = 0
     busy_time: float = 0.0  # seconds with a non-empty batch
@@ -130,7 +142,8 @@ class Engine:
         on_stretch: called after every stretch as ``(t0, t1, in_system, batch_size, kv_start,
             kv_end, kv_total, waiting)`` (``metrics.TimeSeries.observe``).
         decision_interval: if > 0, also force a decision epoch every this many iterations.
-        max_time: stop at the first iteration boundary at or after this simulated time.
+        max_time: stop at the first iteration boundary at or after this simulated time (lowered
+            to the current time when the run is stopped as a livelock).
         reference: always build batches by the ordered walk (never the shortcut taken when no
             limit binds). Slower, same results; tests use it with ``fast_forward=False`` as the
             reference the optimised paths must match.
@@ -179,6 +192,12 @@ class Engine:
         self.on_stretch = on_stretch
         self.decision_interval = int(decision_interval)
         self.max_time = float(max_time)
+        self.livelock_preemptions = config.livelock_preemptions
+        self.livelock = ""  # why the run was stopped as a livelock, with its figures ("" if it was not)
+        self._preemptions_at_completion = 0  # stats.preemptions at the latest completion
+        self._completion_time = 0.0  # simulated time of the latest completion (0: none yet)
+        self._preemptions_at_progress = 0  # stats.preemptions at the latest completion or progress check passed
+        self._progress_tokens = -1  # the progress measure at that check (-1: none since the latest completion)
         self.max_seqs = config.max_num_seqs
         self.max_tokens = config.max_num_batched_tokens
         self.rule = config.batching
@@ -779,13 +798,28 @@ class Engine:
         key = _sort_key(r)
         victims: list[Request] = []
         cache = self.prefix_cache
+        pending: dict[int, int] = {}  # with caching: the victims' references to each cached block so far
         for v in reversed(self.holders):
             if v is r or _sort_key(v) <= key:
                 break
             self._sync_one(v)
             victims.append(v)
-            # with caching, count only its private blocks: shared ones may have other users
-            free += v.blocks if cache is None else v.blocks - len(v.cache_refs or ())
+            if cache is None:
+                free += v.blocks
+            else:
+                # its private blocks, and the cached ones that no one but the victims holds (they
+                # become evictable, i.e. free); counting only the private ones made a request whose
+                # victims hold just cached blocks preempt itself, which under restart never ended
+                refs = v.cache_refs
+                if refs is None:
+                    free += v.blocks
+                else:
+                    free += v.blocks - len(refs)
+                    for h in refs:
+                        held = pending.get(h, 0) + 1
+                        pending[h] = held
+                        if held == cache.refs[h]:
+                            free += 1
             if free - need >= reserve or (watermark and free >= need and free == self.num_blocks):
                 for victim in victims:
                     self._preempt(victim)
@@ -849,6 +883,8 @@ class Engine:
         self.free_blocks += r.blocks
         r.preemptions += 1
         self.stats.preemptions += 1
+        if self.livelock_preemptions and self.stats.preemptions - self._preemptions_at_progress >= self.livelock_preemptions * len(self.live):
+            self._check_progress()
         self.events_preempted.append(r)
         self.epoch_pending = True
         if mode == PreemptionMode.SWAP:
@@ -870,6 +906,9 @@ class Engine:
         r.kv_tokens = 0
         if mode == PreemptionMode.RESTART:
             r.restart_preemptions += 1
+            r.discarded_tokens += r.generated
+            if r.generated > r.peak_generated:
+                r.peak_generated = r.generated
             r.generated = 0
             r.prefill_target = r.prompt_len
             r.refresh_index = 0
@@ -879,6 +918,32 @@ class Engine:
             r.recompute_preemptions += 1
             r.prefill_target = r.prompt_len + r.generated
         r.state = WAITING
+
+    def _check_progress(self) -> None:
+        """``livelock_preemptions`` preemptions per request in the system since the latest
+        completion or check: were the requests served further than at that check? If not, stop
+        the run at the end of this iteration, as at a time limit."""
+        it = self.iteration
+        tokens = 0  # sum of the most tokens each request in the system has held (read, not synced)
+        for r in self.live:
+            generated = r._gen_offset + it if r._steady else r.generated
+            tokens += generated if generated > r.peak_generated else r.peak_generated
+        window = self.stats.preemptions - self._preemptions_at_progress
+        self._preemptions_at_progress = self.stats.preemptions
+        if tokens > self._progress_tokens:
+            self._progress_tokens = tokens
+            return
+        if self.livelock:
+            return
+        since = self.stats.preemptions - self._preemptions_at_completion
+        last = f"since the last completion at t={self._completion_time:.3f} s" if self.completed else "since the start"
+        self.livelock = (
+            f"livelock: {since:,} preemptions and no request finished {last}; over the last {window:,} no request "
+            f"was served further than before (t={self.now:.3f} s; {len(self.live)} requests in the system, "
+            f"{self.completed} finished; bound livelock_preemptions={self.livelock_preemptions} x requests in the system)"
+        )
+        self.stats.livelock = True
+        self.max_time = self.now
 
     # ------------------------------------------------------------------------------ execution
     def _run_stretch(self) -> None:
@@ -1047,6 +1112,9 @@ class Engine:
 
     def _after_stretch(self) -> None:
         if self._finished_now:
+            self._preemptions_at_completion = self._preemptions_at_progress = self.stats.preemptions
+            self._progress_tokens = -1
+            self._completion_time = self.now
             self.completed += len(self._finished_now)
             for r in self._finished_now:
                 _remove_sorted(self.live, r, len(self.live) - self._new)

@@ -45,6 +45,11 @@ class EngineConfig:
             n x L <= ``max_num_batched_tokens`` (V0 pads every prompt to the longest); admission
             stops at the first prompt that would break it. False (default): prompts fill the
             budget by their sum.
+        livelock_preemptions: every this many preemptions per request in the system with no
+            request finishing, check that the requests were served further than before, and stop
+            the run as a livelock if not (requests evicting each other in turn and losing their
+            work; see ``engine.py``); 0 never checks. The heuristics stay below 1 preemption per
+            request between completions on every scenario.
     """
 
     hardware: str = "llama2-7b/a100"
@@ -61,16 +66,17 @@ class EngineConfig:
     fast_forward: bool = True
     enable_prefix_caching: bool = False
     padded_prefill: bool = False
+    livelock_preemptions: int = 100
 
     def __post_init__(self) -> None:
         if not isinstance(self.hardware, str) or not self.hardware:
             raise ConfigError(f"hardware={self.hardware!r} is invalid: expected a preset name such as 'llama2-7b/a100'")
         check_choice("batching", self.batching, BATCHING_RULES)
-        check_positive("max_num_seqs", self.max_num_seqs, integer=True)
-        check_positive("max_num_batched_tokens", self.max_num_batched_tokens, integer=True)
-        check_positive("block_size", self.block_size, integer=True)
+        object.__setattr__(self, "max_num_seqs", check_positive("max_num_seqs", self.max_num_seqs, integer=True))
+        object.__setattr__(self, "max_num_batched_tokens", check_positive("max_num_batched_tokens", self.max_num_batched_tokens, integer=True))
+        object.__setattr__(self, "block_size", check_positive("block_size", self.block_size, integer=True))
         if self.num_gpu_blocks is not None:
-            check_positive("num_gpu_blocks", self.num_gpu_blocks, integer=True)
+            object.__setattr__(self, "num_gpu_blocks", check_positive("num_gpu_blocks", self.num_gpu_blocks, integer=True))
         check_fraction("gpu_memory_utilization", self.gpu_memory_utilization, low_open=True)
         check_number("watermark", self.watermark, low=0, high=1, high_open=True)
         if not isinstance(self.admission_preemption, bool):
@@ -83,6 +89,7 @@ class EngineConfig:
             raise ConfigError(f"enable_prefix_caching={self.enable_prefix_caching!r} is invalid: expected true or false")
         if not isinstance(self.padded_prefill, bool):
             raise ConfigError(f"padded_prefill={self.padded_prefill!r} is invalid: expected true or false")
+        object.__setattr__(self, "livelock_preemptions", check_nonnegative("livelock_preemptions", self.livelock_preemptions, integer=True))
         if self.padded_prefill and self.batching != "vllm":
             raise ConfigError(
                 f"padded_prefill=True is invalid with batching={self.batching!r}: only the vllm rule pads prefill "

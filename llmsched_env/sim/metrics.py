@@ -484,7 +484,7 @@ class TimeSeries:
     """
 
     def __init__(self, capacity: int = 4096, resolution_s: float = 0.01) -> None:
-        check_number("capacity", capacity, low=2 * STABILITY_MIN_POINTS, integer=True)
+        capacity = check_number("capacity", capacity, low=2 * STABILITY_MIN_POINTS, integer=True)
         if capacity % 2:
             raise fail("capacity", capacity, "an even integer")
         check_positive("resolution_s", resolution_s)

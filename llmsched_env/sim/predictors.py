@@ -117,14 +117,14 @@ class PredictorConfig:
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, PREDICTOR_KINDS)
         check_number("sigma", self.sigma, low=0, high=10)  # exp(10 * 8) still fits a float
-        check_number("num_buckets", self.num_buckets, low=2, integer=True)
-        check_positive("bucket_max", self.bucket_max, integer=True)
+        object.__setattr__(self, "num_buckets", check_number("num_buckets", self.num_buckets, low=2, integer=True))
+        object.__setattr__(self, "bucket_max", check_positive("bucket_max", self.bucket_max, integer=True))
         check_choice("bucket_scale", self.bucket_scale, BUCKET_SCALES)
         if self.bucket_scale == "log" and self.bucket_max < 2:
             raise fail("bucket_max", self.bucket_max, "at least 2 with bucket_scale='log'")
         check_fraction("accuracy", self.accuracy)
         check_fraction("miss_decay", self.miss_decay)
-        check_nonnegative("refresh_every", self.refresh_every, integer=True)
+        object.__setattr__(self, "refresh_every", check_nonnegative("refresh_every", self.refresh_every, integer=True))
         check_fraction("final_accuracy", self.final_accuracy)
         check_nonnegative("cost_s", self.cost_s)
         # YAML may give 8.0 for an integer field: store the int.

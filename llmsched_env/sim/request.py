@@ -107,7 +107,8 @@ class Request:
     Public attributes a policy may read: ``id``, ``arrival``, ``prompt_len``, ``state``,
     ``generated``, ``kv_tokens``, ``prefill_target``, ``blocks``, ``preemptions``,
     ``predicted_output`` (the predictor's current estimate of the total output length),
-    ``initial_prediction``, ``first_scheduled``, ``first_token_time``, ``slo_class`` (index of
+    ``initial_prediction``, ``restart_preemptions``, ``discarded_tokens`` (output tokens lost to
+    restarts; ``generated + discarded_tokens`` is the service it has had), ``first_scheduled``, ``first_token_time``, ``slo_class`` (index of
     its request class, -1 for none), ``ttft_slo_s`` and ``tpot_slo_s`` (its SLO targets in
     seconds, ``inf`` when it has none), ``held`` (not admissible until released: see
     :meth:`~llmsched_env.sim.engine.Engine.hold`) and ``meta`` (free for the caller, e.g. the
@@ -140,6 +141,8 @@ class Request:
         "swap_preemptions",
         "restart_preemptions",
         "recomputed_tokens",
+        "discarded_tokens",
+        "peak_generated",
         "swapped_blocks",
         "_mark",
         "_steady",
@@ -191,6 +194,8 @@ class Request:
         self.swap_preemptions = 0
         self.restart_preemptions = 0
         self.recomputed_tokens = 0  # tokens prefilled again because of preemptions
+        self.discarded_tokens = 0  # output tokens thrown away by restart preemptions (generated again)
+        self.peak_generated = 0  # the most output tokens held before a restart (the engine's livelock check)
         self.swapped_blocks = 0  # blocks moved out to CPU (each also moves back in)
         # Engine bookkeeping. While ``_steady`` (decoding in every iteration since iteration
         # ``_synced``), ``generated``, ``kv_tokens`` and ``blocks`` are brought up to date lazily:

@@ -32,6 +32,7 @@ import numpy as np
 
 from .observe import select_slots
 from .request import Request
+from .validation import ConfigError
 
 #: the agent's action modes
 ACTION_MODES = ("rank", "admit")
@@ -46,6 +47,28 @@ BEYOND = 1.0e6
 def rank_action_shape(num_slots: int, preemption_control: bool) -> tuple[int, ...]:
     """The shape of a rank-mode action: ``(K,)``, or ``(K, 5)`` with preemption control."""
     return (num_slots, len(RANK_COLUMNS)) if preemption_control else (num_slots,)
+
+
+def check_score_action(action: Any, shape: tuple[int, ...], occupied: np.ndarray, what: str) -> np.ndarray:
+    """The one rule for score actions (``Box(-1, 1)``: Serve's rank mode and AgentNetwork): an
+    array of numbers of ``shape`` whose rows for occupied slots (``occupied``, one bool per row)
+    are finite and in [-1, 1]; rows of empty slots are ignored. Raises ConfigError otherwise
+    (SB3 clips its actions to the space before stepping)."""
+    scores = np.asarray(action)
+    if scores.dtype.kind not in "iuf":
+        sample = scores.reshape(-1)[:3].tolist() if scores.size else []
+        raise ConfigError(
+            f"action of {scores.dtype} values {sample} is invalid: expected numbers in [-1, 1], {what}, shape {shape}"
+        )
+    if scores.shape != shape:
+        raise ConfigError(f"action has shape {scores.shape}: expected {shape}, {what}")
+    visible = scores[occupied]
+    if not np.isfinite(visible).all():
+        raise ConfigError(f"action contains NaN or infinite values {visible[~np.isfinite(visible)]}: expected finite numbers in [-1, 1]")
+    if visible.size and (visible.min() < -1.0 or visible.max() > 1.0):
+        outside = visible[(visible < -1.0) | (visible > 1.0)]
+        raise ConfigError(f"action contains values {outside[:4]} outside the action space: expected values in [-1, 1]")
+    return scores
 
 
 def admit_action_count(num_slots: int, preemption_control: bool) -> int:

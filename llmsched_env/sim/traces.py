@@ -28,6 +28,7 @@ import json
 import math
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +43,10 @@ TIME_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6}  # seconds per
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 LENGTHS_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
 LENGTHS_TIME_COLUMN = "arrived_at"  # optional, Vidur's trace format (seconds)
+
+
+# what reading a damaged file raises: truncated or corrupted gzip data (zlib.error), bad bytes
+READ_ERRORS = (OSError, EOFError, UnicodeDecodeError, zlib.error)
 
 
 class TraceError(ConfigError):
@@ -134,7 +139,7 @@ def _read_csv_table(path: str | os.PathLike) -> _Table:
                 if row:
                     rows.append(row)
                     lines.append(reader.line_num)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
+    except (*READ_ERRORS, csv.Error) as e:
         raise TraceError(f"{path}: cannot be read as a (gzipped) UTF-8 CSV file: {e}") from e
     if not rows:
         raise TraceError(f"{_where(path, header_line)}: the file has a header but no data rows")
@@ -281,7 +286,7 @@ def read_mooncake(path: str | os.PathLike) -> Trace:
                         raise TraceError(f"{_where(path, number)}: hash_ids={str(ids)[:60]} is invalid: expected a list of integers >= 0")
                     hashes.extend(ids)
                     hash_offsets.append(len(hashes))
-    except (OSError, EOFError, UnicodeDecodeError) as e:
+    except READ_ERRORS as e:
         raise TraceError(f"{path}: cannot be read as a (gzipped) UTF-8 JSONL file: {e}") from e
     if not lines:
         raise TraceError(f"{path}: the file is empty (expected one JSON object per line)")
@@ -340,7 +345,7 @@ def detect_trace_format(path: str | os.PathLike) -> str:
     try:
         with _open_text(path) as f:
             first = next((line for line in f if line.strip()), None)
-    except (OSError, EOFError, UnicodeDecodeError) as e:
+    except READ_ERRORS as e:
         raise TraceError(f"{path}: cannot be read as a (gzipped) UTF-8 text file: {e}") from e
     if first is None:
         raise TraceError(f"{path}: the file is empty")
@@ -351,6 +356,13 @@ def detect_trace_format(path: str | os.PathLike) -> str:
         return "azure"
     if set(LENGTHS_COLUMNS) <= columns:
         return "lengths"
+    for name, expected in (("an Azure", AZURE_COLUMNS), ("a Vidur lengths", LENGTHS_COLUMNS)):
+        missing = [c for c in expected if c not in columns]
+        if len(missing) < len(expected):  # some of the format's columns: name the ones it lacks
+            raise TraceError(
+                f"{_where(path, 1)}: the header {first.strip()!r} looks like {name} trace but lacks the column(s) "
+                f"{', '.join(map(repr, missing))}: expected all of {', '.join(expected)}"
+            )
     raise TraceError(
         f"{_where(path, 1)}: unknown trace format (header {first.strip()!r}); expected an Azure header "
         f"({', '.join(AZURE_COLUMNS)}), a Vidur lengths header ({', '.join(LENGTHS_COLUMNS)}), "

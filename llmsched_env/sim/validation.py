@@ -8,6 +8,7 @@ environments and the CLIs all produce the same kind of message.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Iterable
 
 
@@ -38,15 +39,18 @@ def check_number(
     high_open: bool = False,
     integer: bool = False,
 ) -> Any:
-    """Check that ``value`` is a finite number (an ``int`` if ``integer``) inside the range.
+    """Check that ``value`` is a finite number (an integer if ``integer``) inside the range.
 
-    ``low_open``/``high_open`` make the bound strict. Returns the value unchanged.
+    ``low_open``/``high_open`` make the bound strict. Returns the value; with ``integer`` as a
+    Python ``int`` (a whole float such as 8.0 from YAML, or a numpy integer, becomes 8; 8.5 is an
+    error): callers store what it returns, never the raw value.
     """
     kind = "an integer" if integer else "a finite number"
     if integer:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if not ok and _is_real(value) and float(value).is_integer():
-            ok = True  # 8.0 from YAML is fine
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not ok and _is_real(value) and math.isfinite(value) and float(value).is_integer():
+            ok = True
+        if ok:
             value = int(value)
     else:
         ok = _is_real(value) and math.isfinite(value)

@@ -525,7 +525,7 @@ class WorkloadConfig:
         self._check_trace_fields()
         check_choice("prefix", self.prefix, PREFIX_KINDS)
         for name in ("prefix_block_size", "system_prompt_len", "num_system_prompts", "num_conversations"):
-            check_positive(name, getattr(self, name), integer=True)
+            object.__setattr__(self, name, check_positive(name, getattr(self, name), integer=True))
         check_number("turns_mean", self.turns_mean, low=1)
         if self.prefix == "trace" and self.lengths != "trace":
             raise fail("prefix", self.prefix, f"another prefix kind with lengths={self.lengths!r} (prefix='trace' needs lengths='trace')")
@@ -761,7 +761,7 @@ class _LengthStream:
 def sample_lengths(cfg: WorkloadConfig, n: int, seed: int | np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
     """``n`` draws of the length mix: exactly the lengths of the first ``n`` requests that
     :func:`generate` gives for the same seed (trace lengths: the rows it serves, cycling)."""
-    check_number("n", n, low=0, integer=True)
+    n = check_number("n", n, low=0, integer=True)
     ss = seed_sequence(seed)
     prompt, output = _LengthStream(cfg, ss).draw(int(n))
     if cfg.prefix == "multi-turn":  # prompts carry the conversation so far
@@ -1042,7 +1042,7 @@ def generate(
         raise fail("cfg", type(cfg).__name__, "a WorkloadConfig")
     if rate is not None or cfg.arrival != "trace":
         check_positive("rate", rate)
-    check_positive("chunk_size", chunk_size, integer=True)
+    chunk_size = check_positive("chunk_size", chunk_size, integer=True)
     ss = seed_sequence(seed)
     # Both streams are built here, not in the generator below, so errors surface at the call.
     arrivals = _ArrivalStream(cfg, None if rate is None else float(rate), ss)

@@ -83,7 +83,7 @@ class Network:
             raise fail("config", type(config).__name__, "a NetworkConfig")
         self.config = config
         self.seed = config.seed if seed is None else seed
-        check_nonnegative("seed", self.seed, integer=True)
+        self.seed = check_nonnegative("seed", self.seed, integer=True)
         self.policy: NetworkPolicy = policy if policy is not None else _FCFSEverywhere()
         self.buffers = network_buffers(config)
         self._stage_buffer = [[0] * len(wf.stages) for wf in config.classes]  # first buffer of each stage
@@ -139,7 +139,7 @@ class Network:
     # ------------------------------------------------------------------------------ stepping
     def _next_build(self, engine: Engine) -> float:
         """When ``engine`` builds its next batch (a lower bound on anything it can still hand on)."""
-        if engine.now >= self.max_time:
+        if engine.now >= engine.max_time:  # the run's time limit, or the engine stopped a livelock
             return _INF
         return engine.now if engine.live else engine.next_arrival
 
