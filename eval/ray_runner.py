@@ -18,38 +18,10 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, TypeVar
 
-from llmsched_env.sim.validation import ConfigError
+from train.ray_session import import_ray, init  # noqa: F401  (init: the CLI's entry to the session)
 
 Run = TypeVar("Run")  # eval.runner's Run and RunResult (this module depends on nothing of it)
 Result = TypeVar("Result")
-
-
-def import_ray() -> Any:
-    """Ray, or a clear error when the extra is not installed."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ConfigError(f'backend=ray needs Ray ({err}): install the extra, pip install -e ".[ray]"') from None
-    return ray
-
-
-def init(address: str | None, num_cpus: int | None) -> bool:
-    """Join the cluster at ``address`` or start a local Ray with ``num_cpus`` CPUs (None: all);
-    returns whether this call started the session (and so should end it)."""
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    try:
-        if address is None:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-    except ConnectionError as err:
-        raise ConfigError(
-            f"ray_address={address!r}: cannot connect ({' '.join(str(err).split())}); expected the address of a running "
-            "Ray cluster (auto: the one `ray start` runs on this machine), or none for a local Ray"
-        ) from None
-    return True
 
 
 def run_tasks(

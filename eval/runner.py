@@ -14,7 +14,6 @@ callback.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import multiprocessing

@@ -535,3 +535,5 @@ def test_router_training_rejects_the_flags_of_scheduling_agents(capsys):
     assert "episode_requests and eval_requests" in capsys.readouterr().err
     assert train_main(["--scenario", "cluster-hetero", "--hyperparams", "nope:1"]) == 2
     assert "nope" in capsys.readouterr().err
+    assert train_main(["--scenario", "cluster-hetero", "--hyperparams", "learning_rate:-1"]) == 2
+    assert "hyperparams.learning_rate=-1" in capsys.readouterr().err  # the Serve agents' bounds, one check

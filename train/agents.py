@@ -243,7 +243,7 @@ def play_episode(env: gym.Env, sim_seed: int, policy: Callable[[dict[str, np.nda
 def evaluate(model: Any, env: gym.Env, seeds: Sequence[int]) -> dict[str, float]:
     """Mean over the workloads of ``seeds`` of each ``METRICS`` figure, the agent acting."""
     summaries = [run_episode(model, env, seed)["summary"] for seed in seeds]
-    return _mean_metrics(summaries)
+    return mean_metrics(summaries)
 
 
 def baseline_figures(config: SimConfig, names: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[str, float]]:
@@ -251,13 +251,15 @@ def baseline_figures(config: SimConfig, names: Sequence[str], seeds: Sequence[in
     import baselines
 
     return {
-        name: _mean_metrics([simulate(config, baselines.parse(name), seed=seed).summary for seed in seeds])
+        name: mean_metrics([simulate(config, baselines.parse(name), seed=seed).summary for seed in seeds])
         for name in names
     }
 
 
-def _mean_metrics(summaries: list[dict[str, Any]]) -> dict[str, float]:
-    return {name: float(np.mean([s[key] for s in summaries])) for name, key in METRICS.items()}
+def mean_metrics(summaries: Sequence[dict[str, Any]], metrics: dict[str, str] = METRICS) -> dict[str, float]:
+    """Mean over ``summaries`` of each figure ``metrics`` names (eval name -> summary key; NaN
+    where a summary lacks the key)."""
+    return {name: float(np.mean([s.get(key, np.nan) for s in summaries])) for name, key in metrics.items()}
 
 
 @dataclass

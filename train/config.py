@@ -294,24 +294,7 @@ class TrainConfig:
             raise fail("progress_bar", self.progress_bar, "true or false")
 
     def _check_hyperparams(self) -> None:
-        if not isinstance(self.hyperparams, Mapping):
-            raise fail("hyperparams", self.hyperparams, "a mapping of algorithm arguments")
-        allowed = [p for p in inspect.signature(algo_class(self.algo).__init__).parameters if p not in ("self", *SET_BY_CONFIG)]
-        check_known_keys(f"hyperparams ({self.algo})", self.hyperparams, allowed)
-        kwargs = self.hyperparams.get("policy_kwargs", {})
-        if not isinstance(kwargs, Mapping):
-            raise fail("hyperparams.policy_kwargs", kwargs, "a mapping of policy arguments")
-        for name in SCHEDULED:
-            value = self.hyperparams.get(name)
-            if isinstance(value, str) and not _lin_value(value) > 0:
-                raise fail(f"hyperparams.{name}", value, "a positive number or lin_<number> (a linear decay from it)")
-        checked = dict(self.hyperparams)
-        for name, bounds in HYPERPARAM_BOUNDS.items():
-            value = checked.get(name)
-            if value is None or isinstance(value, str) and name in SCHEDULED or callable(value):
-                continue  # unset, a lin_ schedule (checked above) or a schedule function
-            checked[name] = check_number(f"hyperparams.{name}", value, **bounds)
-        object.__setattr__(self, "hyperparams", checked)
+        object.__setattr__(self, "hyperparams", check_hyperparams(self.algo, self.hyperparams))
 
     @property
     def env_id(self) -> str:
@@ -320,12 +303,7 @@ class TrainConfig:
 
     def algo_kwargs(self) -> dict[str, Any]:
         """``hyperparams`` ready for the SB3 constructor (``lin_`` schedules resolved)."""
-        kwargs = dict(self.hyperparams)
-        for name in SCHEDULED:
-            if isinstance(kwargs.get(name), str):
-                kwargs[name] = linear_schedule(_lin_value(kwargs[name]))
-        kwargs["policy_kwargs"] = dict(kwargs.get("policy_kwargs", {}))
-        return kwargs
+        return algo_kwargs(self.hyperparams)
 
     @property
     def scenario(self) -> Scenario:
@@ -403,3 +381,36 @@ def resolve_device(device: str) -> str:
                 f"cuda:{torch.cuda.device_count() - 1}, auto or cpu"
             )
     return device
+
+
+def check_hyperparams(algo: str, hyperparams: Any) -> dict[str, Any]:
+    """``hyperparams`` of ``algo`` checked: known keys, ``lin_`` schedules, the numeric bounds of
+    ``HYPERPARAM_BOUNDS``; returns them with whole numbers stored as ints."""
+    if not isinstance(hyperparams, Mapping):
+        raise fail("hyperparams", hyperparams, "a mapping of algorithm arguments")
+    allowed = [p for p in inspect.signature(algo_class(algo).__init__).parameters if p not in ("self", *SET_BY_CONFIG)]
+    check_known_keys(f"hyperparams ({algo})", hyperparams, allowed)
+    kwargs = hyperparams.get("policy_kwargs", {})
+    if not isinstance(kwargs, Mapping):
+        raise fail("hyperparams.policy_kwargs", kwargs, "a mapping of policy arguments")
+    for name in SCHEDULED:
+        value = hyperparams.get(name)
+        if isinstance(value, str) and not _lin_value(value) > 0:
+            raise fail(f"hyperparams.{name}", value, "a positive number or lin_<number> (a linear decay from it)")
+    checked = dict(hyperparams)
+    for name, bounds in HYPERPARAM_BOUNDS.items():
+        value = checked.get(name)
+        if value is None or isinstance(value, str) and name in SCHEDULED or callable(value):
+            continue  # unset, a lin_ schedule (checked above) or a schedule function
+        checked[name] = check_number(f"hyperparams.{name}", value, **bounds)
+    return checked
+
+
+def algo_kwargs(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked ``hyperparams`` ready for the SB3 constructor (``lin_`` schedules resolved)."""
+    kwargs = dict(hyperparams)
+    for name in SCHEDULED:
+        if isinstance(kwargs.get(name), str):
+            kwargs[name] = linear_schedule(_lin_value(kwargs[name]))
+    kwargs["policy_kwargs"] = dict(kwargs.get("policy_kwargs", {}))
+    return kwargs

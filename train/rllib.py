@@ -60,6 +60,7 @@ from llmsched_env.sim.validation import ConfigError, check_known_keys, check_non
 
 from .config import read_scenario
 from .networks import SetEncoder, SetHeads, SlotScores
+from .ray_session import init
 
 ENVS = ("llmsched/Serve-v2",)  # the envs this backend trains on
 INFO_FILE = "llmsched_info.json"  # beside the RLlib checkpoint: what the agent was trained on
@@ -314,22 +315,6 @@ def ppo_config(config: RLlibConfig) -> Any:
 # -- training -------------------------------------------------------------------------------------
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Connect to the Ray cluster at ``address`` (``auto``: the one ``ray start`` runs here), or
-    start a local Ray when None; a second call in the same process keeps the first session."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    try:
-        if address is None:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-    except ConnectionError as err:
-        raise ConfigError(f"ray address {address!r}: cannot connect ({err}); expected a running cluster's address or none (a local Ray)") from None
-
-
 def training_info(config: RLlibConfig) -> dict[str, Any]:
     """What ``llmsched_info.json`` records: the algorithm, env, scenario and the agent's options."""
     from .agents import scenario_info
@@ -352,7 +337,7 @@ def train(config: RLlibConfig, out: Path, address: str | None = None, say: Any =
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    init_ray(address)
+    init(address, None)
     register_envs()
     algo = ppo_config(config).build_algo()
     history: list[dict[str, float]] = []

@@ -27,12 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from llmsched_env import scenarios
 from llmsched_env.envs.cluster import observe_cluster, route_mask
 from llmsched_env.sim.cluster import Cluster, ClusterConfig
-from llmsched_env.sim.validation import ConfigError, check_known_keys, check_nonnegative, check_positive
+from llmsched_env.sim.validation import ConfigError, check_nonnegative, check_positive
 
 EXIT_INTERRUPTED = 130
 ENV_ID = "llmsched/Cluster-v0"
@@ -78,14 +76,14 @@ class RouterTrainConfig:
     def __post_init__(self) -> None:
         if scenarios.get(self.scenario).cluster is None:
             raise ConfigError(f"scenario={self.scenario!r} is not a cluster scenario: expected one of {', '.join(scenarios.cluster_names())}")
+        store = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen dataclass)
         for name in ("n_timesteps", "n_envs", "eval_episodes"):
-            check_positive(name, getattr(self, name), integer=True)
+            store(name, check_positive(name, getattr(self, name), integer=True))
         for name in ("episode_requests", "eval_requests"):
             if getattr(self, name) is not None:
-                check_positive(name, getattr(self, name), integer=True)
-        check_nonnegative("seed", self.seed, integer=True)
-        check_nonnegative("eval_seed", self.eval_seed, integer=True)
-        check_nonnegative("eval_freq", self.eval_freq, integer=True)
+                store(name, check_positive(name, getattr(self, name), integer=True))
+        for name in ("seed", "eval_seed", "eval_freq"):
+            store(name, check_nonnegative(name, getattr(self, name), integer=True))
         from baselines.routing import parse_router
 
         for spec in self.eval_baselines:
@@ -93,14 +91,9 @@ class RouterTrainConfig:
                 parse_router(spec)
             except ConfigError as err:
                 raise ConfigError(f"eval_baselines: {err}") from None
-        if not isinstance(self.hyperparams, dict):
-            raise ConfigError(f"hyperparams={self.hyperparams!r} is invalid: expected a mapping of MaskablePPO arguments")
-        import inspect
+        from .config import check_hyperparams
 
-        from .config import algo_class
-
-        allowed = [p for p in inspect.signature(algo_class(ALGO).__init__).parameters if p not in ("self", "policy", "env", "seed", "device", "verbose", "tensorboard_log")]
-        check_known_keys(f"hyperparams ({ALGO})", self.hyperparams, allowed)
+        object.__setattr__(self, "hyperparams", check_hyperparams(ALGO, self.hyperparams))
 
     def cluster(self, num_requests: int | None) -> ClusterConfig:
         return scenarios.cluster_config(self.scenario, num_requests=num_requests)
@@ -162,13 +155,11 @@ class TrainedRouter:
         return int(action)
 
 
-def figures(summaries: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Mean over validation workloads of each ``METRICS`` figure."""
-    return {name: float(np.mean([s.get(key, np.nan) for s in summaries])) for name, key in METRICS.items()}
-
-
 def validation(config: ClusterConfig, router: Any, seeds: Sequence[int]) -> dict[str, float]:
-    return figures([Cluster(config, seed=s).run(router).summary for s in seeds])
+    """Mean over the validation workloads of ``seeds`` of each ``METRICS`` figure, ``router`` routing."""
+    from .agents import mean_metrics
+
+    return mean_metrics([Cluster(config, seed=s).run(router).summary for s in seeds], METRICS)
 
 
 def train_router(config: RouterTrainConfig, out: Path, tb_dir: Path, quiet: bool, progress: bool, num_threads: int | None) -> int:
@@ -187,7 +178,7 @@ def train_router(config: RouterTrainConfig, out: Path, tb_dir: Path, quiet: bool
 
     from .agents import attach_info
     from .callbacks import tag_name, tensorboard_writer
-    from .config import resolve_device
+    from .config import algo_kwargs, resolve_device
 
     device = resolve_device(config.device)
     torch.set_num_threads(num_threads or 1)
@@ -209,7 +200,7 @@ def train_router(config: RouterTrainConfig, out: Path, tb_dir: Path, quiet: bool
         return thunk
 
     venv = DummyVecEnv([make_env(i) for i in range(config.n_envs)])
-    model = MaskablePPO("MultiInputPolicy", venv, seed=config.seed, device=device, verbose=0, **config.hyperparams)
+    model = MaskablePPO("MultiInputPolicy", venv, seed=config.seed, device=device, verbose=0, **algo_kwargs(config.hyperparams))
     attach_info(model, ALGO, ENV_ID, scenarios.get(config.scenario))
     model.set_logger(configure(str(tb_dir), ["tensorboard"]))
     best = {"e2e_mean": float("inf")}

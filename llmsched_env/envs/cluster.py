@@ -20,8 +20,8 @@ from ..sim.predictors import PredictorConfig
 from ..sim.request import Request
 from ..sim.validation import ConfigError, check_choice, check_positive, fail
 from ..sim.workload import WorkloadConfig, mean_lengths
-from .serve import reset_sim_seed
 from .render import Picture
+from .serve import reset_sim_seed
 
 #: Per-replica observation columns.
 REPLICA_FEATURES: tuple[str, ...] = (
