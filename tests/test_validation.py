@@ -279,7 +279,9 @@ def test_mooncake_case_verdict_follows_the_rule(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("key, allowed", [
     ("1", {"pass"}), ("2", {"partial", "pass"}), ("3", {"pass"}), ("4", {"pass", "pending"}), ("5", {"pass"}),
-    ("6", {"partial", "pass"}), ("7", {"partial", "pass"}), ("8", {"partial", "pass"}), ("9", {"pass"}), ("10", {"pending"}),
+    ("6", {"partial", "pass"}), ("7", {"partial", "pass"}), ("8", {"partial", "pass"}), ("9", {"pass"}),
+    # against the Mooncake paper's figures when both traces are here, pending without them
+    ("10", {"pass"} if cluster.MOONCAKE.exists() and cluster.MOONCAKE_SYNTHETIC.exists() else {"pending"}),
 ])
 def test_case_verdicts(key, allowed, tmp_path):
     quick = key != "9"  # the routing case's quick run is too short for its exact comparison (the report runs it full)
