@@ -101,16 +101,21 @@ def default_layout(env_id: str) -> str:
     return "kv-first" if env_id.removeprefix("llmsched_env:") in LEGACY_ENVS else "queue"
 
 
-def attach_info(model: Any, algo: str, env_id: str, scenario: Any) -> None:
+def attach_info(model: Any, algo: str, env_id: str, scenario: Any, portfolio: Sequence[str] | None = None) -> None:
     """Record on ``model`` (saved in its zip by ``model.save``) what it was trained on: the
     algorithm, the env id, the scenario (a :class:`~llmsched_env.scenarios.Scenario`, or env
-    keywords for the older envs) and how the agent acts and what it sees (``AGENT_OPTIONS``)."""
+    keywords for the older envs), how the agent acts and what it sees (``AGENT_OPTIONS``) and, for
+    a portfolio agent, its heuristics (``portfolio``)."""
     from llmsched_env.scenarios import Scenario
 
     if isinstance(scenario, Scenario):
         info = scenario_info(algo, env_id, scenario)
     else:
         info = {"algo": algo, "env_id": env_id, "env_kwargs": dict(scenario), "agent_options": agent_options(scenario, env_id)}
+    if ALGOS[algo][2] == "portfolio":
+        if not portfolio:
+            raise ConfigError(f"algo={algo!r}: a portfolio agent needs its portfolio of heuristics")
+        info["portfolio"] = list(portfolio)
     setattr(model, INFO_KEY, info)
 
 
@@ -153,8 +158,12 @@ def load_model(path: str | Path, device: str = "cpu", env: Any = None) -> Any:
 # -- running a trained model ----------------------------------------------------------------------
 
 
-def act(model: Any, env: gym.Env, observation: dict[str, np.ndarray], encoder: Any = None) -> np.ndarray | int:
-    """The model's deterministic action: what ``model.predict(observation, deterministic=True)``
+def act(
+    model: Any, env: gym.Env, observation: dict[str, np.ndarray], encoder: Any = None, rng: np.random.Generator | None = None
+) -> np.ndarray | int:
+    """The model's action. A portfolio agent (``env`` wrapped in :class:`train.portfolio.PortfolioWrapper`)
+    samples its heuristic from its categorical with ``rng`` (its argmax without one). Otherwise the
+    deterministic action: what ``model.predict(observation, deterministic=True)``
     gives (with the action mask in ``admit`` mode; up to float rounding, which can flip exact
     near-ties), from one forward pass of the actor.
 
@@ -188,6 +197,11 @@ def act(model: Any, env: gym.Env, observation: dict[str, np.ndarray], encoder: A
 
             output = torch.tanh(output / PL_SQUASH)  # what forward(deterministic=True) sends
         output = output.cpu().numpy()
+    if isinstance(policy.action_space, gym.spaces.Discrete) and policy.action_space.n == len(output) and u.action_mode == "rank":
+        if rng is None:  # a portfolio agent's pick: a heuristic of its portfolio
+            return int(np.argmax(output))
+        p = np.exp(output - output.max())
+        return int(rng.choice(len(p), p=p / p.sum()))
     if u.action_mode == "admit":
         logits = np.full(u.action_space.n, -np.inf)
         logits[:n] = output[:n]
@@ -225,8 +239,14 @@ def trace_encoder(model: Any) -> Any:
 
 
 def run_episode(model: Any, env: gym.Env, sim_seed: int, encoder: Any = None) -> dict[str, Any]:
-    """Play the workload of ``sim_seed`` to the end with ``model``; returns the final ``info``."""
-    return play_episode(env, sim_seed, lambda observation: act(model, env, observation, encoder))
+    """Play the workload of ``sim_seed`` to the end with ``model``; returns the final ``info``.
+
+    A portfolio agent samples its picks from a generator seeded by ``sim_seed``: the same model on
+    the same workload gives the same run."""
+    from .portfolio import find_portfolio
+
+    rng = np.random.default_rng([int(sim_seed), 7]) if find_portfolio(env) is not None else None
+    return play_episode(env, sim_seed, lambda observation: act(model, env, observation, encoder, rng))
 
 
 def play_episode(env: gym.Env, sim_seed: int, policy: Callable[[dict[str, np.ndarray]], Any]) -> dict[str, Any]:
@@ -270,15 +290,22 @@ class TrainedAgent:
     model: Any
     options: dict[str, Any]  # the env options it was trained with (AGENT_OPTIONS)
     encoder: Any = None  # the traced set encoder (faster acting), or None
+    portfolio: tuple[str, ...] | None = None  # a portfolio agent's heuristics (train.portfolio), else None
 
     def simulate(self, config: SimConfig, seed: int) -> SimResult:
-        """Run ``config``'s workload of ``seed`` with the model acting deterministically.
+        """Run ``config``'s workload of ``seed`` with the model acting (deterministically; a
+        portfolio agent samples its picks, seeded by ``seed``).
 
         Gives what :func:`llmsched_env.sim.simulate` gives for a heuristic: the per-request records
         and the summary (with the same extra keys).
         """
         env = ServeEnv.from_config(config, **self.options)
-        return episode_result(env, run_episode(self.model, env, seed, self.encoder), self.name, seed)
+        acting: gym.Env = env
+        if self.portfolio is not None:
+            from .portfolio import PortfolioWrapper
+
+            acting = PortfolioWrapper(env, self.portfolio)
+        return episode_result(env, run_episode(self.model, acting, seed, self.encoder), self.name, seed)
 
 
 def episode_result(env: ServeEnv, info: dict[str, Any], name: str, seed: int) -> SimResult:
@@ -320,4 +347,5 @@ def load_policy(path: str | Path, device: str = "cpu") -> TrainedAgent:
         raise ConfigError(f"model {str(path)!r} is a routing agent ({info['env_id']}): load it with train.router.load_policy")
     options = dict(info["agent_options"])
     options.setdefault("slot_layout", default_layout(info["env_id"]))  # models saved before the option
-    return TrainedAgent(name=path.name.removesuffix(".zip"), model=model, options=options, encoder=trace_encoder(model))
+    portfolio = tuple(info["portfolio"]) if "portfolio" in info else None
+    return TrainedAgent(name=path.name.removesuffix(".zip"), model=model, options=options, encoder=trace_encoder(model), portfolio=portfolio)

@@ -15,6 +15,8 @@ again on all pairs, which corrects the states its own mistakes lead to):
   standard deviation is left as configured, so PPO starts from the teacher with its usual
   exploration.
 * ``admit`` mode: cross-entropy of the masked categorical on the teacher's picks.
+* a portfolio agent (``train.portfolio``): cross-entropy of its categorical on the teacher's index
+  in the portfolio (the clone picks the teacher; PPO then learns when another heuristic pays).
 * Both: the value head regresses onto the teacher's discounted returns, so PPO's first advantages
   come from a critic that already knows the task instead of a random one that would pull the
   cloned policy away.
@@ -28,6 +30,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from llmsched_env.sim.policy import Policy
 
@@ -90,8 +93,13 @@ def collect(
 
     from baselines.agent import PolicyAgent
 
-    PolicyAgent(teacher).bind(env)  # the teacher's wake-ups reach the engine from the next reset
+    from .portfolio import find_portfolio
+
+    portfolio = find_portfolio(env)
+    if portfolio is None:
+        PolicyAgent(teacher).bind(env)  # the teacher's wake-ups reach the engine from the next reset
     admit = env.unwrapped.action_mode == "admit"  # type: ignore[attr-defined]
+    pick = None if portfolio is None else portfolio.index_of(teacher)  # a portfolio agent's teacher: its pick
     observations: list[dict[str, np.ndarray]] = []
     actions: list[Any] = []
     masks: list[np.ndarray] = []
@@ -101,7 +109,7 @@ def collect(
         rewards: list[float] = []
         done = False
         while not done:
-            action = policy_action(teacher, env)
+            action = policy_action(teacher, env) if pick is None else pick
             observations.append(observation)
             actions.append(action)
             if admit:
@@ -119,7 +127,7 @@ def collect(
     stacked = {key: np.stack([o[key] for o in observations]) for key in observations[0]}
     return Demonstrations(
         observations=stacked,
-        actions=np.asarray(actions, dtype=np.int64 if admit else np.float32),
+        actions=np.asarray(actions, dtype=np.int64 if admit or pick is not None else np.float32),
         action_masks=np.stack(masks) if admit else None,
         returns=np.asarray(returns, dtype=np.float32),
     )
@@ -157,15 +165,16 @@ def _losses(policy: Any, data: dict[str, Any], index: torch.Tensor) -> tuple[tor
         occupied = obs["mask"] > 0.5
         scores = policy.action_net(latent_pi)
         imitation = -(plackett_luce_log_prob(scores, actions.view(scores.shape), occupied) / occupied.sum(dim=1).clamp(min=1)).mean()
-    elif data["masks"] is None:  # rank: the Gaussian means against the teacher's scores, occupied slots only
+    elif data["masks"] is None and not isinstance(policy.action_space, spaces.Discrete):  # rank: the Gaussian means against the teacher's scores, occupied slots only
         occupied = obs["mask"]  # (B, K)
         means = policy.action_net(latent_pi).view(actions.shape[0], occupied.shape[1], -1)  # (B, K, columns)
         targets = actions.view(means.shape)  # preemption control: the columns of each slot's row
         imitation = (((means - targets) ** 2) * occupied.unsqueeze(-1)).sum() / (occupied.sum() * means.shape[2]).clamp(min=1.0)
         imitation = imitation + RANKING_COEF * _ranking_loss(means[..., 0], targets[..., 0], occupied)
-    else:  # admit: cross-entropy of the masked categorical on the teacher's picks
+    else:  # admit (masked) or portfolio: cross-entropy of the categorical on the teacher's picks
         distribution = policy._get_action_dist_from_latent(latent_pi)
-        distribution.apply_masking(data["masks"][index])
+        if data["masks"] is not None:
+            distribution.apply_masking(data["masks"][index])
         imitation = -distribution.log_prob(actions).mean()
     values = policy.value_net(latent_vf).squeeze(-1)
     return imitation, torch.nn.functional.mse_loss(values, data["returns"][index])

@@ -1,7 +1,8 @@
 """Training callbacks: the agent against the baselines on a fixed validation workload.
 
 Every ``eval_freq`` env steps (and once at the start, so a behaviour-cloned start shows), the agent
-plays the validation workloads (fixed sim seeds) deterministically and TensorBoard gets:
+plays the validation workloads (fixed sim seeds) deterministically (a portfolio agent samples its
+picks, seeded by the workload) and TensorBoard gets:
 
 * ``eval/e2e_mean``, ``eval/e2e_p99``, ``eval/ttft_mean`` (seconds) and ``eval/throughput``
   (output tokens/s), each a mean over the validation workloads;
@@ -47,6 +48,7 @@ class ServeEvalCallback(BaseCallback):
         baselines: Sequence[str],
         best_model_path: str | Path,
         verbose: int = 0,
+        portfolio: Sequence[str] | None = None,
     ) -> None:
         super().__init__(verbose)
         self.env_id = env_id
@@ -55,6 +57,7 @@ class ServeEvalCallback(BaseCallback):
         self.eval_freq = eval_freq
         self.baselines = list(baselines)
         self.best_model_path = Path(best_model_path)
+        self.portfolio = None if portfolio is None else tuple(portfolio)  # a portfolio agent's heuristics
         self.best_e2e_mean = float("inf")
         self.last_figures: dict[str, float] = {}
         self.baseline_results: dict[str, dict[str, float]] = {}
@@ -63,6 +66,10 @@ class ServeEvalCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.eval_env = gym.make(self.env_id, **self.env_kwargs)
+        if self.portfolio is not None:
+            from .portfolio import PortfolioWrapper
+
+            self.eval_env = PortfolioWrapper(self.eval_env, self.portfolio)
         config = self.eval_env.unwrapped.config  # type: ignore[attr-defined]
         self.baseline_results = baseline_figures(config, self.baselines, self.sim_seeds)
         writer = tensorboard_writer(self.logger)

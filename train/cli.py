@@ -331,7 +331,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
             model = algo_class(config.algo)(
                 policy_class(config.algo), venv, seed=config.seed, device=device, verbose=0, **config.algo_kwargs()
             )
-        attach_info(model, config.algo, config.env, config.scenario)
+        attach_info(model, config.algo, config.env, config.scenario, config.portfolio if config.is_portfolio else None)
         model.set_logger(configure(str(tb_dir), ["tensorboard"]))
         log_run_description(model, config, run_info)
         mix = ", ".join(f"{ts.scenario.name} (weight {ts.weight:g})" for ts in config.scenarios)
@@ -352,7 +352,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         callbacks: list[Any] = [
             ServeEvalCallback(
                 config.env_id, config.env_kwargs_of(0), eval_seeds, config.eval_freq, config.eval_baselines,
-                out / "best_model.zip", verbose=0 if args.quiet else 1,
+                out / "best_model.zip", verbose=0 if args.quiet else 1, portfolio=config.portfolio if config.is_portfolio else None,
             )
         ]  # fmt: skip
         if config.save_freq:
@@ -434,6 +434,10 @@ def make_env(config: TrainConfig, **kwargs: Any) -> Any:
     import gymnasium as gym
 
     envs = [gym.make(config.env_id, **config.env_kwargs_of(i), **kwargs) for i in range(len(config.scenarios))]
+    if config.is_portfolio:  # the agent picks a heuristic; the heuristic's order reaches the env
+        from .portfolio import PortfolioWrapper
+
+        envs = [PortfolioWrapper(env, config.portfolio) for env in envs]
     if len(envs) == 1:
         return envs[0]
     from llmsched_env.envs.mixture import ScenarioMixture
@@ -464,7 +468,8 @@ def resolve_teacher(config: TrainConfig, seeds: Sequence[int], say: Any) -> Trai
         return config
     teacher = config.bc.teacher
     if teacher == "auto":
-        teacher, scores = strongest_heuristic(config.scenario.sim.replace(workload=config.scenario.sim.workload), list(seeds)[:3])
+        candidates = {"candidates": config.portfolio} if config.is_portfolio else {}  # a portfolio agent clones one of its own
+        teacher, scores = strongest_heuristic(config.scenario.sim.replace(workload=config.scenario.sim.workload), list(seeds)[:3], **candidates)
         ranking = ", ".join(f"{n} {v:.2f} s" for n, v in sorted(scores.items(), key=lambda kv: kv[1]))
         say(f"llmsched-train: teacher auto: {ranking} (mean latency on {min(3, len(seeds))} workloads): {teacher}")
     reference = teacher if config.reward_reference == "teacher" else config.reward_reference

@@ -54,7 +54,10 @@ from llmsched_env.sim.validation import (
 ALGOS: dict[str, tuple[str, str, str]] = {
     "ppo": ("stable_baselines3", "PPO", "rank"),
     "ppo_mask": ("sb3_contrib", "MaskablePPO", "admit"),
+    "ppo_portfolio": ("stable_baselines3", "PPO", "portfolio"),  # picks a heuristic per epoch (train.portfolio)
 }
+#: the env action mode each algorithm's agent acts through (a portfolio agent's picks become rank scores)
+ENV_ACTION_MODE = {"rank": "rank", "admit": "admit", "portfolio": "rank"}
 VEC_ENVS = ("vector", "subproc", "dummy")  # train.vec_env.vec_env_class
 SET_BY_CONFIG = ("policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
 SCHEDULED = ("learning_rate", "clip_range")  # may be "lin_<value>"
@@ -86,9 +89,9 @@ def algo_class(algo: str) -> Any:
 
 def policy_class(algo: str) -> Any:
     """The set-encoder policy for ``algo``'s action mode."""
-    from .networks import SetAdmitPolicy, SetRankPolicy
+    from .networks import SetAdmitPolicy, SetPortfolioPolicy, SetRankPolicy
 
-    return SetRankPolicy if ALGOS[algo][2] == "rank" else SetAdmitPolicy
+    return {"rank": SetRankPolicy, "admit": SetAdmitPolicy, "portfolio": SetPortfolioPolicy}[ALGOS[algo][2]]
 
 
 ENVS = ("llmsched/Serve-v2", "llmsched/Serve-v1", "llmsched/Serve-v0")  # the envs whose observations the set-encoder policies read
@@ -231,6 +234,7 @@ class TrainConfig:
     bc: BCConfig | None = field(default_factory=BCConfig)
     save_freq: int = 0
     progress_bar: bool = True
+    portfolio: tuple[str, ...] = ("trail", "mlfq", "sjf", "fcfs")  # algo ppo_portfolio: the heuristics it picks from
 
     def __post_init__(self) -> None:
         if self.env.removeprefix("llmsched_env:") not in ENVS:
@@ -248,7 +252,7 @@ class TrainConfig:
                 )
         check_choice("algo", self.algo, ALGOS)
         mode = first.action_mode
-        handled = ALGOS[self.algo][2]
+        handled = ENV_ACTION_MODE[ALGOS[self.algo][2]]
         if mode != handled:
             other = next(a for a, spec in ALGOS.items() if spec[2] == mode) if mode in ("rank", "admit") else None
             hint = f"use algo={other} for action_mode={mode!r}, or " if other else ""
@@ -290,11 +294,24 @@ class TrainConfig:
         if self.bc is not None and not isinstance(self.bc, BCConfig):
             raise fail("bc", self.bc, "a mapping of behaviour-cloning settings or null")
         object.__setattr__(self, "save_freq", check_nonnegative("save_freq", self.save_freq, integer=True))
+        from .portfolio import check_portfolio
+
+        object.__setattr__(self, "portfolio", check_portfolio(list(self.portfolio) if isinstance(self.portfolio, (list, tuple)) else self.portfolio))
+        if self.is_portfolio and self.bc is not None and self.bc.teacher != "auto":
+            import baselines
+
+            if baselines.parse(self.bc.teacher) not in [baselines.parse(n) for n in self.portfolio]:
+                raise ConfigError(f"bc.teacher={self.bc.teacher!r} is not in the portfolio {list(self.portfolio)}: a portfolio agent clones one of its heuristics")
         if not isinstance(self.progress_bar, bool):
             raise fail("progress_bar", self.progress_bar, "true or false")
 
     def _check_hyperparams(self) -> None:
         object.__setattr__(self, "hyperparams", check_hyperparams(self.algo, self.hyperparams))
+
+    @property
+    def is_portfolio(self) -> bool:
+        """Whether the agent picks a heuristic of ``portfolio`` at each epoch (algo ppo_portfolio)."""
+        return ALGOS[self.algo][2] == "portfolio"
 
     @property
     def env_id(self) -> str:
@@ -317,6 +334,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["eval_baselines"] = list(self.eval_baselines)
+        data["portfolio"] = list(self.portfolio)
         data["scenarios"] = [{"scenario": ts.scenario.to_dict(), "weight": ts.weight} for ts in self.scenarios]
         return data
 

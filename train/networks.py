@@ -15,7 +15,9 @@ features say, so the networks treat the slots as a set:
 * :class:`SetAdmitPolicy` (``admit`` mode, sb3-contrib's MaskablePPO): a logit per slot from a
   per-slot head plus an *advance* logit from the global token; the env's action mask removes the
   invalid ones.
-* Both: the value is an MLP over the masked mean of the slot tokens, the global token and the
+* :class:`SetPortfolioPolicy` (portfolio agents, PPO over ``Discrete(M)``, ``train.portfolio``):
+  one logit per heuristic of the portfolio from the global token and the mean of the slot tokens.
+* All: the value is an MLP over the masked mean of the slot tokens, the global token and the
   episode-progress features (``time``, ``arrived``, ``completed``). Those three are kept out of the
   actor: an episode's return-to-go depends on how far it has got, but a scheduling decision should
   not, and leaving them out lets an agent trained on short episodes act the same on long runs
@@ -205,6 +207,28 @@ class SlotLogits(nn.Module):
         return torch.cat(logits, dim=1)
 
 
+class PortfolioLogits(nn.Module):
+    """Portfolio head: one logit per heuristic, from the global token and the mean of the occupied
+    slots' tokens (empty slots' tokens are zero and not counted); starts near uniform."""
+
+    def __init__(self, embed_dim: int, num_slots: int, action_space: spaces.Space) -> None:
+        super().__init__()
+        n = int(getattr(action_space, "n", -1))
+        if not isinstance(action_space, spaces.Discrete) or n < 2:
+            raise ConfigError(f"portfolio policy: action space {action_space} is not Discrete(M) with M >= 2")
+        self.embed_dim, self.num_slots = embed_dim, num_slots
+        self.logits = nn.Sequential(nn.Linear(2 * embed_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, n))
+        nn.init.orthogonal_(self.logits[2].weight, gain=0.01)
+        nn.init.zeros_(self.logits[2].bias)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        tokens = latent.view(latent.shape[0], -1, self.embed_dim)  # (B, 1 + K', d), any number of slots
+        slots = tokens[:, 1:]
+        occupied = (slots.abs().sum(dim=-1, keepdim=True) > 0).to(slots.dtype)  # (B, K', 1)
+        mean = (slots * occupied).sum(dim=1) / occupied.sum(dim=1).clamp(min=1.0)
+        return self.logits(torch.cat([tokens[:, 0], mean], dim=1))  # (B, M)
+
+
 class _SetPolicyMixin:
     """Builds the set encoder, :class:`SetHeads` and a per-slot ``action_net`` into an SB3 policy."""
 
@@ -351,6 +375,15 @@ class SetAdmitPolicy(_SetPolicyMixin, MaskableActorCriticPolicy):
     """MaskablePPO policy for ``admit`` mode: per-slot logits plus an advance logit."""
 
     head_class = SlotLogits
+
+    def __init__(self, observation_space, action_space, lr_schedule, **kwargs: Any) -> None:
+        super().__init__(observation_space, action_space, lr_schedule, **self._defaults(kwargs))
+
+
+class SetPortfolioPolicy(_SetPolicyMixin, ActorCriticPolicy):
+    """PPO policy of a portfolio agent (``train.portfolio``): a categorical over the heuristics."""
+
+    head_class = PortfolioLogits
 
     def __init__(self, observation_space, action_space, lr_schedule, **kwargs: Any) -> None:
         super().__init__(observation_space, action_space, lr_schedule, **self._defaults(kwargs))
