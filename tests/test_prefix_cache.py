@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from llmsched_env.sim import EngineConfig, RequestBatch, RequestState, SimConfig, WorkloadConfig, simulate
@@ -229,6 +229,11 @@ def run_cached(engine_kwargs, workload, blocks, policy, *, fast_forward, referen
     rate=st.sampled_from([2.0, 50.0]),
     blocks=st.sampled_from([40, 200]),
     policy=st.sampled_from(sorted(POLICIES)),
+)
+@example(  # an admission that preempts the only holders of its own prefix hits overdrew the pool
+    engine_kwargs={"batching": "sarathi", "preemption_mode": "recompute", "max_num_seqs": 2, "max_num_batched_tokens": 64,
+                   "block_size": 4, "admission_preemption": True},
+    seed=1, n=12, rate=50.0, blocks=40, policy="spf",
 )
 def test_invariants_with_sharing_and_fast_forward_equals_reference(engine_kwargs, seed, n, rate, blocks, policy):
     B = engine_kwargs["block_size"]

@@ -749,7 +749,8 @@ class Engine:
                     continue
                 need = -(-r.prefill_target // B)  # the whole prefill's blocks, reserved ahead
                 take = need - hit + revived  # blocks leaving the free pool (cached hits are shared)
-                if not self._reserve(r, take, watermark=True):
+                hits = r.block_hashes[:hit] if hit and r.block_hashes is not None else None
+                if not self._reserve(r, take, watermark=True, hits=hits):
                     self._admissions_open = False
                     continue
                 if state == WAITING:
@@ -784,11 +785,13 @@ class Engine:
         if r.kv_tokens >= r.prefill_target:
             bisect.insort(self.holders, r, key=_sort_key)
 
-    def _reserve(self, r: Request, need: int, *, watermark: bool) -> bool:
+    def _reserve(self, r: Request, need: int, *, watermark: bool, hits: list[int] | None = None) -> bool:
         """Make ``need`` blocks available to ``r`` (leaving the watermark if asked: an admission or
         a swap-in), preempting lower-priority holders, lowest first, if that suffices (for an
         admission only with ``admission_preemption``). Returns False (preempting nobody) if it
-        cannot."""
+        cannot. ``hits``: the cached blocks ``r`` is about to take (an admission with prefix hits);
+        one of them that only victims hold does not count as freed, since ``r`` takes it back at
+        once (counting it let the admission overdraw the pool, free blocks below 0)."""
         reserve = self.watermark_blocks if watermark else 0
         free = self.free_blocks
         if free - need >= reserve or (watermark and free >= need and free == self.num_blocks):
@@ -799,6 +802,7 @@ class Engine:
         victims: list[Request] = []
         cache = self.prefix_cache
         pending: dict[int, int] = {}  # with caching: the victims' references to each cached block so far
+        taken: set[int] = set(hits) if hits is not None else set()  # cached blocks r takes: not freed for it
         for v in reversed(self.holders):
             if v is r or _sort_key(v) <= key:
                 break
@@ -818,7 +822,7 @@ class Engine:
                     for h in refs:
                         held = pending.get(h, 0) + 1
                         pending[h] = held
-                        if held == cache.refs[h]:
+                        if held == cache.refs[h] and h not in taken:
                             free += 1
             if free - need >= reserve or (watermark and free >= need and free == self.num_blocks):
                 for victim in victims:
