@@ -14,7 +14,15 @@ Variants:
   relative to FCFS on the same requests, behaviour cloning from the strongest heuristic;
 * ``gaussian-teacher``: the same with the reward relative to the teacher's run;
 * ``plackett-luce``: a Plackett-Luce distribution over orders, reward relative to the teacher;
-* ``no-bc``: Gaussian scores, reward relative to FCFS, no behaviour cloning.
+* ``no-bc``: Gaussian scores, reward relative to FCFS, no behaviour cloning;
+* ``portfolio-*`` (``train.portfolio``): PPO picks one heuristic of Trail, MLFQ, SJF and FCFS at each
+  epoch, reward relative to Trail's run: ``portfolio-uniform`` starts from a near-uniform pick (no
+  cloning), ``portfolio-trail`` from a one-epoch clone of Trail, both with a long credit horizon
+  (gamma 0.9995, GAE lambda 0.99), and ``portfolio-trail-short`` is that clone with PPO's usual
+  gamma 0.99 and lambda 0.95 (the discount makes the agent greedy: see the curves).
+
+Portfolio variants run 1,000-request episodes (``--portfolio-episode-requests``) and validate and
+hold out on the same length; a variant's own PPO arguments come after ``--hyperparams``.
 """
 
 from __future__ import annotations
@@ -32,19 +40,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import describe  # noqa: E402
 
 GAUSSIAN = "distribution: gaussian, log_std_init: -3.0"
-VARIANTS = {  # (policy_kwargs, other llmsched-train flags)
-    "gaussian-fcfs": (GAUSSIAN, ["--reward-reference", "fcfs"]),
-    "gaussian-teacher": (GAUSSIAN, ["--reward-reference", "teacher"]),
-    "plackett-luce": ("distribution: plackett-luce", ["--reward-reference", "teacher"]),
-    "no-bc": (GAUSSIAN, ["--reward-reference", "fcfs", "--no-bc"]),
+PORTFOLIO = ["--algo", "ppo_portfolio", "--reward-reference", "trail"]
+LONG_HORIZON = ["gamma:0.9995", "gae_lambda:0.99", "ent_coef:0.0", "n_steps:512", "learning_rate:1e-3"]
+SHORT_HORIZON = ["gamma:0.99", "gae_lambda:0.95", "ent_coef:0.0", "n_steps:512", "learning_rate:1e-3"]
+VARIANTS = {  # (policy_kwargs, other llmsched-train flags, the variant's own PPO arguments)
+    "gaussian-fcfs": (GAUSSIAN, ["--reward-reference", "fcfs"], []),
+    "gaussian-teacher": (GAUSSIAN, ["--reward-reference", "teacher"], []),
+    "plackett-luce": ("distribution: plackett-luce", ["--reward-reference", "teacher"], []),
+    "no-bc": (GAUSSIAN, ["--reward-reference", "fcfs", "--no-bc"], []),
+    "portfolio-uniform": ("", [*PORTFOLIO, "--no-bc"], LONG_HORIZON),
+    "portfolio-trail": ("", [*PORTFOLIO, "--bc-teacher", "trail", "--bc-epochs", "1"], LONG_HORIZON),
+    "portfolio-trail-short": ("", [*PORTFOLIO, "--bc-teacher", "trail", "--bc-epochs", "1"], SHORT_HORIZON),
 }
 
 
-def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
+def curve(run: Path, tb: str = "tb") -> tuple[np.ndarray, np.ndarray]:
+    """The validation curve (``eval/e2e_mean`` by step) in ``run/tb`` (or a baseline's ``tb/baseline-NAME``)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     steps, values = [], []
-    for events in sorted(run.glob("tb/events.out.tfevents.*")):
+    for events in sorted(run.glob(f"{tb}/events.out.tfevents.*")):
         acc = EventAccumulator(str(events))
         acc.Reload()
         if "eval/e2e_mean" in acc.Tags()["scalars"]:
@@ -100,19 +115,21 @@ def main() -> None:
     parser.add_argument("--net", default="embed_dim: 32, num_heads: 2, num_layers: 1, ff_dim: 64", help="features_extractor_kwargs")
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY:VALUE", help="PPO arguments for every variant")
     parser.add_argument("--bc-epochs", type=int, default=10)
+    parser.add_argument("--portfolio-episode-requests", type=int, default=1000)
     args = parser.parse_args()
     print(describe())
     rows = []
     curves = {}
     for name in args.variants:
         run = args.out / f"{args.scenario}__{name}"
+        policy_kwargs, flags, own = VARIANTS[name]
+        requests = args.portfolio_episode_requests if name.startswith("portfolio") else args.episode_requests
         argv = ["--scenario", args.scenario, "-n", str(args.n_timesteps), "--n-envs", str(args.n_envs), "--eval-freq", str(args.eval_freq),
-                "--eval-episodes", "4", "--env-kwargs", f"num_requests:{args.episode_requests}", "--out", str(run), "--no-progress"]
-        policy_kwargs, flags = VARIANTS[name]
-        argv += ["--hyperparams", f"policy_kwargs:{{{policy_kwargs}, features_extractor_kwargs: {{{args.net}}}}}", *args.hyperparams]
-        argv += flags
-        if "--no-bc" not in flags:
-            argv += ["--bc-episodes", str(args.bc_episodes), "--bc-epochs", str(args.bc_epochs)]
+                "--eval-episodes", "4", "--env-kwargs", f"num_requests:{requests}", "--out", str(run), "--no-progress"]
+        network = f"features_extractor_kwargs: {{{args.net}}}"
+        argv += ["--hyperparams", f"policy_kwargs:{{{policy_kwargs + ', ' if policy_kwargs else ''}{network}}}", *args.hyperparams, *own]
+        argv += ["--bc-episodes", str(args.bc_episodes), "--bc-epochs", str(args.bc_epochs)] if "--no-bc" not in flags else []
+        argv += flags  # after the shared cloning flags: a variant's own --bc-epochs wins
         start = time.perf_counter()
         code = train_main(argv)
         seconds = time.perf_counter() - start
@@ -123,7 +140,7 @@ def main() -> None:
         curves[name] = (steps, values)
         teacher = _teacher(run)
         refs = ["trail"] + ([teacher] if teacher and teacher != "trail" else [])
-        ho = held_out(run / "best_model.zip", args.scenario, list(range(20000, 20000 + args.held_out)), refs, args.episode_requests)
+        ho = held_out(run / "best_model.zip", args.scenario, list(range(20000, 20000 + args.held_out)), refs, requests)
         trail = ratio_ci(ho["agent"], ho["trail"])
         best = ratio_ci(ho["agent"], ho[refs[-1]])
         p99 = ratio_ci(ho["agent_p99"], ho["trail_p99"])
@@ -145,6 +162,12 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(7, 4))
         for name, (steps, values) in curves.items():
             ax.plot(steps, values, marker="o", label=name)
+        first = args.out / f"{args.scenario}__{next(iter(curves))}"
+        for tb in sorted(first.glob("tb/baseline-*")):  # the heuristics on the same workloads: constant lines
+            _, values = curve(first, f"tb/{tb.name}")
+            if len(values):
+                ax.axhline(values[0], linestyle="--", linewidth=1, color="grey")
+                ax.annotate(tb.name.removeprefix("baseline-"), (0, values[0]), textcoords="offset points", xytext=(2, 2), fontsize=8, color="grey")
         ax.set_xlabel("PPO env steps (step 0: after behaviour cloning)")
         ax.set_ylabel("validation mean latency (s)")
         ax.set_title(f"{args.scenario}: validation curves")

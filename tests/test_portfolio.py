@@ -188,3 +188,11 @@ def test_portfolio_config_errors(tmp_path):
         TrainConfig.from_dict({"algo": "ppo_portfolio", "portfolio": ["trail"]})
     with pytest.raises(ConfigError, match="action_mode"):
         TrainConfig.from_dict({"algo": "ppo_portfolio", "env_kwargs": {"action_mode": "admit"}})
+
+
+def test_resuming_needs_the_same_portfolio(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["-c", str(write_config(tmp_path, bc=None, reward_reference="trail")), "--out", str(out), "-q", "--eval-freq", "0"]) == 0
+    other = write_config(tmp_path, bc=None, reward_reference="trail", portfolio=["sjf", "fcfs"])
+    assert main(["-c", str(other), "-i", str(out / "final_model.zip"), "--out", str(tmp_path / "again")]) == 2
+    assert "portfolio=['trail', 'fcfs']" in capsys.readouterr().err

@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from llmsched_env.cli_args import ArgumentParser
-from llmsched_env.sim.validation import ConfigError
-
 from llmsched_env.sim.config import yaml_load
+from llmsched_env.sim.validation import ConfigError
 
 from .config import ALGOS, VEC_ENVS, TrainConfig, read_yaml
 
@@ -82,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="rllib: the Ray cluster to run on (auto: the one `ray start` runs here; default: a local Ray)")
     p.add_argument("--iterations", type=int, help="rllib: PPO iterations")
     p.add_argument("--num-env-runners", type=int, help="rllib: Ray actors stepping envs in parallel")
-    p.add_argument("--algo", help=f"algorithm: {', '.join(ALGOS)} (ppo: rank mode; ppo_mask: MaskablePPO, admit mode)")
+    p.add_argument("--algo", help=f"algorithm: {', '.join(ALGOS)} (ppo: rank mode; ppo_mask: MaskablePPO, admit mode; ppo_portfolio: PPO picking a heuristic per epoch)")
     p.add_argument("--env", help="env id (llmsched/Serve-v2)")
     p.add_argument("--scenario", nargs="+", metavar="NAME[:WEIGHT]",
                    help="scenario(s) to train on (llmsched_env.scenarios); several: a weighted mixture, e.g. chat-bursty:2 reasoning:1")
@@ -275,6 +274,9 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         trained_with = read_info(resume)["algo"]
         if trained_with != config.algo:
             raise ConfigError(f"--trained-agent {resume!r} was trained with algo={trained_with!r}, not algo={config.algo!r}")
+        saved_portfolio = read_info(resume).get("portfolio")
+        if config.is_portfolio and saved_portfolio != list(config.portfolio):
+            raise ConfigError(f"--trained-agent {resume!r} picks from portfolio={saved_portfolio!r}, not portfolio={list(config.portfolio)!r}")
         import dataclasses
 
         from .agents import check_same_spaces

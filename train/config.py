@@ -9,7 +9,8 @@ value and what is allowed. Layout::
     scenario: chat-a100-40gb          # a scenario name or file (llmsched_env.scenarios); or
     # scenarios: [{scenario: chat-bursty, weight: 2}, {scenario: reasoning, weight: 1}]  # a mixture
     env_kwargs: {num_slots: 64}       # overrides of the scenario (gym.make keywords), applied when read
-    algo: ppo                         # ppo (rank mode) or ppo_mask (MaskablePPO, admit mode)
+    algo: ppo                         # ppo (rank mode), ppo_mask (MaskablePPO, admit mode) or ppo_portfolio
+                                      # (PPO picking a heuristic of `portfolio` per epoch, train.portfolio)
     n_timesteps: 300000               # PPO env steps (after the optional behaviour cloning)
     n_envs: 8                         # parallel envs
     vec_env: vector                   # vector (train.vec_env.ServeVecEnv, one process, batched), subproc or dummy
@@ -25,6 +26,7 @@ value and what is allowed. Layout::
     bc: {teacher: sjf, episodes: 20, epochs: 30, batch_size: 256, learning_rate: 1.0e-3, dagger_rounds: 0}  # or null
     save_freq: 0                      # env steps between checkpoints (0: none)
     progress_bar: true
+    portfolio: [trail, mlfq, sjf, fcfs]  # ppo_portfolio only: the heuristics it picks from
 
 ``hyperparams`` are the keyword arguments of the SB3 algorithm (``policy``, ``env``, ``seed``,
 ``device``, ``tensorboard_log`` and ``verbose`` come from the rest of the config). As in rl-zoo3,
