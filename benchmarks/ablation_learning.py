@@ -15,11 +15,11 @@ Variants:
 * ``gaussian-teacher``: the same with the reward relative to the teacher's run;
 * ``plackett-luce``: a Plackett-Luce distribution over orders, reward relative to the teacher;
 * ``no-bc``: Gaussian scores, reward relative to FCFS, no behaviour cloning;
-* ``portfolio-*`` (``train.portfolio``): PPO picks one heuristic of Trail, MLFQ, SJF and FCFS at each
-  epoch, reward relative to Trail's run: ``portfolio-uniform`` starts from a near-uniform pick (no
-  cloning), ``portfolio-trail`` from a one-epoch clone of Trail, both with a long credit horizon
-  (gamma 0.9995, GAE lambda 0.99), and ``portfolio-trail-short`` is that clone with PPO's usual
-  gamma 0.99 and lambda 0.95 (the discount makes the agent greedy: see the curves).
+* ``portfolio-*`` (``train.portfolio``, the recipe ``configs/train/portfolio.yaml``: PPO picks one
+  heuristic of Trail, MLFQ, SJF and FCFS at each epoch, undiscounted, reward relative to Trail's
+  run): ``portfolio-trail`` is the recipe (a one-epoch clone of Trail), ``portfolio-uniform`` starts
+  from the untrained near-uniform pick, and ``portfolio-trail-short`` is the recipe with PPO's usual
+  gamma 0.99 and GAE lambda 0.95 (the discount makes the agent greedy, i.e. Trail: see the curves).
 
 Portfolio variants run 1,000-request episodes (``--portfolio-episode-requests``) and validate and
 hold out on the same length; a variant's own PPO arguments come after ``--hyperparams``.
@@ -40,17 +40,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import describe  # noqa: E402
 
 GAUSSIAN = "distribution: gaussian, log_std_init: -3.0"
-PORTFOLIO = ["--algo", "ppo_portfolio", "--reward-reference", "trail"]
-LONG_HORIZON = ["gamma:0.9995", "gae_lambda:0.99", "ent_coef:0.0", "n_steps:512", "learning_rate:1e-3"]
-SHORT_HORIZON = ["gamma:0.99", "gae_lambda:0.95", "ent_coef:0.0", "n_steps:512", "learning_rate:1e-3"]
+PORTFOLIO = ["-c", "configs/train/portfolio.yaml"]  # the recipe; the flags below change only what they name
+TRAIL_CLONE = ["--bc-teacher", "trail", "--bc-episodes", "2", "--bc-epochs", "1"]
+SHORT_HORIZON = ["gamma:0.99", "gae_lambda:0.95"]
 VARIANTS = {  # (policy_kwargs, other llmsched-train flags, the variant's own PPO arguments)
     "gaussian-fcfs": (GAUSSIAN, ["--reward-reference", "fcfs"], []),
     "gaussian-teacher": (GAUSSIAN, ["--reward-reference", "teacher"], []),
     "plackett-luce": ("distribution: plackett-luce", ["--reward-reference", "teacher"], []),
     "no-bc": (GAUSSIAN, ["--reward-reference", "fcfs", "--no-bc"], []),
-    "portfolio-uniform": ("", [*PORTFOLIO, "--no-bc"], LONG_HORIZON),
-    "portfolio-trail": ("", [*PORTFOLIO, "--bc-teacher", "trail", "--bc-epochs", "1"], LONG_HORIZON),
-    "portfolio-trail-short": ("", [*PORTFOLIO, "--bc-teacher", "trail", "--bc-epochs", "1"], SHORT_HORIZON),
+    "portfolio-uniform": ("", [*PORTFOLIO, "--no-bc"], []),
+    "portfolio-trail": ("", [*PORTFOLIO, *TRAIL_CLONE], []),
+    "portfolio-trail-short": ("", [*PORTFOLIO, *TRAIL_CLONE], SHORT_HORIZON),
 }
 
 
@@ -146,7 +146,7 @@ def main() -> None:
         p99 = ratio_ci(ho["agent_p99"], ho["trail_p99"])
         rows.append((name, teacher, values[0] if len(values) else math.nan, values.min() if len(values) else math.nan,
                      values[-1] if len(values) else math.nan, trail, best, refs[-1], p99, seconds))  # fmt: skip
-    print(f"\nscenario {args.scenario}, {args.n_timesteps:,} PPO steps, {args.episode_requests}-request episodes, held-out seeds 20000-{20000 + args.held_out - 1}")
+    print(f"\nscenario {args.scenario}, {args.n_timesteps:,} PPO steps, {args.episode_requests}-request episodes ({args.portfolio_episode_requests} for portfolio variants), held-out seeds 20000-{20000 + args.held_out - 1}")
     print(f"{'variant':18}{'teacher':9}{'val start':>10}{'val best':>10}{'val last':>10}  {'x trail [95% CI]':22}{'x teacher [95% CI]':22}{'p99 x trail':>12}{'wall s':>8}")
     for name, teacher, v0, vbest, vlast, trail, best, ref, p99, seconds in rows:
         fmt = lambda r: f"{r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]"  # noqa: E731
