@@ -497,7 +497,7 @@ def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any, pro
     as bc/* on their own step axis (epochs). Returns the seconds it took."""
     import baselines
 
-    from .bc import behaviour_clone, collect, merge
+    from .bc import behaviour_clone, collect, imitation_loss, merge
 
     assert config.bc is not None
     bc = config.bc
@@ -520,6 +520,7 @@ def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any, pro
             seed=config.seed + round_, progress=progress,
         )  # fmt: skip
     assert demos is not None
+    fitted = imitation_loss(model.policy, demos)  # after the last epoch (history holds each epoch's running mean)
     for epoch, loss in enumerate(history):
         model.logger.record("bc/imitation_loss", loss)
         model.logger.record("bc/epoch", epoch)
@@ -527,7 +528,7 @@ def _warm_start(model: Any, config: TrainConfig, seeds: list[int], say: Any, pro
     seconds = time.perf_counter() - start
     say(
         f"llmsched-train: behaviour cloning from {teacher_name}: {len(demos):,} steps of {len(seeds)} episodes "
-        f"({bc.dagger_rounds} DAgger rounds), imitation loss {history[0]:.4f} -> {history[-1]:.4f} "
+        f"({bc.dagger_rounds} DAgger rounds), imitation loss {history[0]:.4f} in the first epoch, {fitted:.4f} after the last, "
         f"in {seconds:.0f} s"
     )
     model.llmsched_teacher = teacher_name
