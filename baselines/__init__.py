@@ -36,7 +36,7 @@ from .fcfs import FCFS
 from .mcsf import MCSF
 from .mlfq import MLFQ
 from .preemption import CostAware, SwapFirst, VLLMRecompute
-from .registry import available, describe, make, parse, parse_spec
+from .registry import ORACLES, available, describe, make, parse, parse_spec
 from .sjf import SJF
 from .sprpt import SPRPT
 from .srpt import SRPT
@@ -46,6 +46,7 @@ __all__ = [
     "FCFS",
     "MCSF",
     "MLFQ",
+    "ORACLES",
     "SJF",
     "SPRPT",
     "SRPT",

@@ -26,6 +26,10 @@ _POLICIES: dict[str, type[Baseline]] = {
 }
 
 
+#: baselines that read the true output lengths (``Request.output_len``): bounds, not deployable policies
+ORACLES = ("srpt",)
+
+
 def available() -> list[str]:
     """Names of the baselines, sorted."""
     return sorted(_POLICIES)

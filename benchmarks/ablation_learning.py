@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import describe  # noqa: E402
 
 GAUSSIAN = "distribution: gaussian, log_std_init: -3.0"
-PORTFOLIO = ["-c", "configs/train/portfolio.yaml"]  # the recipe; the flags below change only what they name
+PORTFOLIO = ["-c", str(Path(__file__).resolve().parents[1] / "configs/train/portfolio.yaml")]  # the recipe; the flags change only what they name
 TRAIL_CLONE = ["--bc-teacher", "trail", "--bc-episodes", "2", "--bc-epochs", "1"]
 SHORT_HORIZON = ["gamma:0.99", "gae_lambda:0.95"]
 VARIANTS = {  # (policy_kwargs, other llmsched-train flags, the variant's own PPO arguments)

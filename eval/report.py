@@ -19,6 +19,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from baselines import ORACLES  # baselines that read the true output lengths
+
 from .aggregate import (
     COMPACT_KEYS,
     HEADLINE,
@@ -237,7 +239,6 @@ def capacity_table(searches: list[CapacitySearch], axis: str, criterion: str, nu
     )
 
 
-ORACLES = ("srpt",)  # baselines that read the true output lengths
 LEADERBOARD_METRICS = (("e2e_mean_s", "mean latency"), ("e2e_p99_s", "p99 latency"), ("ttft_mean_s", "mean TTFT"))
 
 

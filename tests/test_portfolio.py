@@ -81,7 +81,8 @@ def test_bad_actions_name_the_action_and_the_range(action):
 
 @pytest.mark.parametrize(
     "names, message",
-    [(["trail"], "at least 2"), ("trail", "at least 2"), (["trail", "nope"], "nope"), (["sjf", "sjf"], "twice")],
+    [(["trail"], "at least 2"), ("trail", "at least 2"), (["trail", "nope"], "nope"), (["sjf", "sjf"], "names 'sjf' twice"),
+     (["srpt", "fcfs"], "oracle")],
 )
 def test_bad_portfolios_are_clear_errors(names, message):
     with pytest.raises(ConfigError, match=message):
@@ -138,12 +139,38 @@ def test_cloning_a_member_teaches_the_agent_to_pick_it():
         collect(baselines.parse("sjf"), env, [5], gamma=0.99)
 
 
-def test_sampling_is_seeded_by_the_workload():
+def test_acting_samples_the_picks_seeded_by_the_workload(monkeypatch):
     env = make()
     model = model_on(env)  # near-uniform at initialisation: both heuristics get picked
+    picks: list[int] = []
+    step = PortfolioWrapper.step
+    monkeypatch.setattr(PortfolioWrapper, "step", lambda self, action: (picks.append(int(action)), step(self, action))[1])
     first = run_episode(model, env, 4)["summary"]
-    assert run_episode(model, env, 4)["summary"] == first
-    assert run_episode(model, env, 5)["summary"] != first
+    sampled = list(picks)
+    assert set(sampled) == {0, 1}  # sampled, not the argmax
+    picks.clear()
+    assert run_episode(model, env, 4)["summary"] == first and picks == sampled  # the same picks on the same workload
+    obs, _ = env.reset(options={"sim_seed": 4})
+    assert act(model, env, obs) == act(model, env, obs)  # without a generator: the argmax
+
+
+def test_a_portfolio_model_needs_its_wrapper_and_a_rank_model_needs_none():
+    env = make()
+    model = model_on(env)
+    plain = env.env  # the rank-mode env under the wrapper
+    obs, _ = plain.reset(options={"sim_seed": 0})
+    with pytest.raises(ConfigError, match="PortfolioWrapper"):
+        act(model, plain, obs)
+
+
+def test_the_earliest_wake_up_of_the_members_is_installed():
+    from train.portfolio import _EarliestWakeup
+
+    wake = _EarliestWakeup([lambda requests, now: None, lambda requests, now: 7, lambda requests, now: 3])
+    assert wake([], 0.0) == 3
+    assert _EarliestWakeup([lambda requests, now: None])([], 0.0) is None
+    env = make(("trail", "mlfq"))
+    assert isinstance(env.unwrapped._wakeup_source, _EarliestWakeup)  # both members have wake-ups
 
 
 def write_config(tmp_path, **extra):
@@ -188,6 +215,24 @@ def test_portfolio_config_errors(tmp_path):
         TrainConfig.from_dict({"algo": "ppo_portfolio", "portfolio": ["trail"]})
     with pytest.raises(ConfigError, match="action_mode"):
         TrainConfig.from_dict({"algo": "ppo_portfolio", "env_kwargs": {"action_mode": "admit"}})
+    with pytest.raises(ConfigError, match="ppo_portfolio only"):
+        TrainConfig.from_dict({"algo": "ppo", "portfolio": ["trail", "fcfs"]})
+    with pytest.raises(ConfigError, match="policy_kwargs.distribution"):
+        TrainConfig.from_dict({"algo": "ppo_portfolio", "hyperparams": {"policy_kwargs": {"distribution": "plackett-luce"}}})
+    with pytest.raises(ConfigError, match="bc.dagger_rounds=1"):
+        TrainConfig.from_dict({"algo": "ppo_portfolio", "bc": {"teacher": "trail", "dagger_rounds": 1}})
+    assert TrainConfig.from_dict({"algo": "ppo_portfolio"}).portfolio == ("trail", "mlfq", "sjf", "fcfs")
+    assert TrainConfig.from_dict({"algo": "ppo"}).portfolio is None
+
+
+def test_teacher_auto_picks_among_parametrised_members():
+    from train.bc import strongest_heuristic
+
+    config = gym.make("llmsched/Serve-v2", scenario="chat-a100-40gb", num_requests=30).unwrapped.config
+    teacher, scores = strongest_heuristic(config, [1], candidates=("trail:C=0.5", "fcfs"))
+    assert set(scores) == {"trail:C=0.5", "fcfs"} and teacher in scores
+    with pytest.raises(ConfigError, match="bc.teacher='auto'"):
+        strongest_heuristic(config, [1], candidates=("nope",))
 
 
 def test_resuming_needs_the_same_portfolio(tmp_path, capsys):

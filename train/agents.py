@@ -3,7 +3,8 @@
 * :func:`policy_action` turns an engine-side scheduling policy (``baselines``: a priority per
   request, lower served first) into the env's action, so a heuristic can act through the env
   (behaviour cloning, and tests that the env path matches the engine path).
-* :func:`run_episode` plays one episode with a trained SB3 model acting deterministically.
+* :func:`run_episode` plays one episode with a trained SB3 model acting deterministically (a
+  portfolio agent, ``train.portfolio``, samples its picks, seeded by the workload).
 * :func:`evaluate` and :func:`baseline_figures` give the figures the training logs as ``eval/*``:
   the agent through its env, and heuristics directly on the engine (``simulate``), both on the
   same workloads (common random numbers: ``reset(options={"sim_seed": n})`` serves exactly the
@@ -114,7 +115,7 @@ def attach_info(model: Any, algo: str, env_id: str, scenario: Any, portfolio: Se
         info = {"algo": algo, "env_id": env_id, "env_kwargs": dict(scenario), "agent_options": agent_options(scenario, env_id)}
     if ALGOS[algo][2] == "portfolio":
         if not portfolio:
-            raise ConfigError(f"algo={algo!r}: a portfolio agent needs its portfolio of heuristics")
+            raise ConfigError(f"portfolio={portfolio!r} is invalid for algo={algo!r}: expected the list of heuristics the agent picks from")
         info["portfolio"] = list(portfolio)
     setattr(model, INFO_KEY, info)
 
@@ -197,7 +198,15 @@ def act(
 
             output = torch.tanh(output / PL_SQUASH)  # what forward(deterministic=True) sends
         output = output.cpu().numpy()
-    if isinstance(policy.action_space, gym.spaces.Discrete) and policy.action_space.n == len(output) and u.action_mode == "rank":
+    portfolio_model = isinstance(policy.action_space, gym.spaces.Discrete) and u.action_mode == "rank"
+    if portfolio_model != isinstance(env.action_space, gym.spaces.Discrete) and u.action_mode == "rank":
+        info = getattr(model, INFO_KEY, {}) or {}
+        raise ConfigError(
+            f"a portfolio agent (portfolio={info.get('portfolio')!r}) acts through train.portfolio.PortfolioWrapper(env, portfolio)"
+            if portfolio_model
+            else f"env action space {env.action_space} is a portfolio's: expected a portfolio agent (algo ppo_portfolio), got a rank-mode model"
+        )
+    if portfolio_model:
         if rng is None:  # a portfolio agent's pick: a heuristic of its portfolio
             return int(np.argmax(output))
         p = np.exp(output - output.max())

@@ -33,6 +33,7 @@ import torch
 from gymnasium import spaces
 
 from llmsched_env.sim.policy import Policy
+from llmsched_env.sim.validation import ConfigError
 
 from .agents import act, policy_action
 
@@ -66,10 +67,12 @@ def strongest_heuristic(config: Any, seeds: Sequence[int], candidates: Sequence[
 
     scores = {}
     for name in candidates:
-        if name not in baselines.available():
+        if name.partition(":")[0] not in baselines.available():
             continue
         policy = baselines.parse(name)
         scores[name] = float(np.mean([simulate(config, policy, seed=int(s)).summary["e2e_mean_s"] for s in seeds]))
+    if not scores:
+        raise ConfigError(f"bc.teacher='auto': none of {list(candidates)} is a known baseline; name the teacher")
     return min(scores, key=lambda n: scores[n]), scores
 
 

@@ -275,7 +275,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         if trained_with != config.algo:
             raise ConfigError(f"--trained-agent {resume!r} was trained with algo={trained_with!r}, not algo={config.algo!r}")
         saved_portfolio = read_info(resume).get("portfolio")
-        if config.is_portfolio and saved_portfolio != list(config.portfolio):
+        if config.portfolio is not None and saved_portfolio != list(config.portfolio):
             raise ConfigError(f"--trained-agent {resume!r} picks from portfolio={saved_portfolio!r}, not portfolio={list(config.portfolio)!r}")
         import dataclasses
 
@@ -333,7 +333,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
             model = algo_class(config.algo)(
                 policy_class(config.algo), venv, seed=config.seed, device=device, verbose=0, **config.algo_kwargs()
             )
-        attach_info(model, config.algo, config.env, config.scenario, config.portfolio if config.is_portfolio else None)
+        attach_info(model, config.algo, config.env, config.scenario, config.portfolio)
         model.set_logger(configure(str(tb_dir), ["tensorboard"]))
         log_run_description(model, config, run_info)
         mix = ", ".join(f"{ts.scenario.name} (weight {ts.weight:g})" for ts in config.scenarios)
@@ -354,7 +354,7 @@ def train(config: TrainConfig, args: argparse.Namespace) -> int:
         callbacks: list[Any] = [
             ServeEvalCallback(
                 config.env_id, config.env_kwargs_of(0), eval_seeds, config.eval_freq, config.eval_baselines,
-                out / "best_model.zip", verbose=0 if args.quiet else 1, portfolio=config.portfolio if config.is_portfolio else None,
+                out / "best_model.zip", verbose=0 if args.quiet else 1, portfolio=config.portfolio,
             )
         ]  # fmt: skip
         if config.save_freq:
@@ -439,6 +439,7 @@ def make_env(config: TrainConfig, **kwargs: Any) -> Any:
     if config.is_portfolio:  # the agent picks a heuristic; the heuristic's order reaches the env
         from .portfolio import PortfolioWrapper
 
+        assert config.portfolio is not None
         envs = [PortfolioWrapper(env, config.portfolio) for env in envs]
     if len(envs) == 1:
         return envs[0]
@@ -470,7 +471,7 @@ def resolve_teacher(config: TrainConfig, seeds: Sequence[int], say: Any) -> Trai
         return config
     teacher = config.bc.teacher
     if teacher == "auto":
-        candidates = {"candidates": config.portfolio} if config.is_portfolio else {}  # a portfolio agent clones one of its own
+        candidates = {"candidates": config.portfolio} if config.portfolio is not None else {}  # a portfolio agent clones one of its own
         teacher, scores = strongest_heuristic(config.scenario.sim.replace(workload=config.scenario.sim.workload), list(seeds)[:3], **candidates)
         ranking = ", ".join(f"{n} {v:.2f} s" for n, v in sorted(scores.items(), key=lambda kv: kv[1]))
         say(f"llmsched-train: teacher auto: {ranking} (mean latency on {min(3, len(seeds))} workloads): {teacher}")

@@ -26,7 +26,7 @@ value and what is allowed. Layout::
     bc: {teacher: sjf, episodes: 20, epochs: 30, batch_size: 256, learning_rate: 1.0e-3, dagger_rounds: 0}  # or null
     save_freq: 0                      # env steps between checkpoints (0: none)
     progress_bar: true
-    portfolio: [trail, mlfq, sjf, fcfs]  # ppo_portfolio only: the heuristics it picks from
+    portfolio: [trail, mlfq, sjf, fcfs]  # ppo_portfolio only: the heuristics it picks from (this default)
 
 ``hyperparams`` are the keyword arguments of the SB3 algorithm (``policy``, ``env``, ``seed``,
 ``device``, ``tensorboard_log`` and ``verbose`` come from the rest of the config). As in rl-zoo3,
@@ -236,7 +236,7 @@ class TrainConfig:
     bc: BCConfig | None = field(default_factory=BCConfig)
     save_freq: int = 0
     progress_bar: bool = True
-    portfolio: tuple[str, ...] = ("trail", "mlfq", "sjf", "fcfs")  # algo ppo_portfolio: the heuristics it picks from
+    portfolio: tuple[str, ...] | None = None  # algo ppo_portfolio: the heuristics it picks from (None: train.portfolio.DEFAULT_PORTFOLIO)
 
     def __post_init__(self) -> None:
         if self.env.removeprefix("llmsched_env:") not in ENVS:
@@ -296,9 +296,24 @@ class TrainConfig:
         if self.bc is not None and not isinstance(self.bc, BCConfig):
             raise fail("bc", self.bc, "a mapping of behaviour-cloning settings or null")
         object.__setattr__(self, "save_freq", check_nonnegative("save_freq", self.save_freq, integer=True))
-        from .portfolio import check_portfolio
+        from .portfolio import DEFAULT_PORTFOLIO, check_portfolio
 
-        object.__setattr__(self, "portfolio", check_portfolio(list(self.portfolio) if isinstance(self.portfolio, (list, tuple)) else self.portfolio))
+        if not self.is_portfolio:
+            if self.portfolio is not None:
+                raise ConfigError(f"portfolio={self.portfolio!r} is for algo=ppo_portfolio only (algo={self.algo!r}): remove it or set algo: ppo_portfolio")
+        else:
+            chosen = DEFAULT_PORTFOLIO if self.portfolio is None else self.portfolio
+            object.__setattr__(self, "portfolio", check_portfolio(list(chosen) if isinstance(chosen, (list, tuple)) else chosen))
+            if "distribution" in (self.hyperparams.get("policy_kwargs") or {}):
+                raise ConfigError(
+                    f"hyperparams.policy_kwargs.distribution={self.hyperparams['policy_kwargs']['distribution']!r} is invalid for "
+                    "algo=ppo_portfolio: its policy is a categorical over the portfolio; expected no distribution"
+                )
+            if self.bc is not None and self.bc.dagger_rounds:
+                raise ConfigError(
+                    f"bc.dagger_rounds={self.bc.dagger_rounds} is invalid for algo=ppo_portfolio: the teacher's label is its own "
+                    "index in every state, so DAgger adds nothing; expected 0"
+                )
         if self.is_portfolio and self.bc is not None and self.bc.teacher != "auto":
             import baselines
 
@@ -336,7 +351,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["eval_baselines"] = list(self.eval_baselines)
-        data["portfolio"] = list(self.portfolio)
+        data["portfolio"] = None if self.portfolio is None else list(self.portfolio)
         data["scenarios"] = [{"scenario": ts.scenario.to_dict(), "weight": ts.weight} for ts in self.scenarios]
         return data
 

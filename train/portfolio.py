@@ -46,8 +46,11 @@ def check_portfolio(names: Sequence[str], where: str = "portfolio") -> tuple[str
             baselines.parse(name)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}={list(names)!r} names a heuristic twice: expected distinct baselines")
+        if str(name).partition(":")[0] in baselines.ORACLES:
+            raise ConfigError(f"{where}: {name!r} reads the true output lengths (an oracle): expected heuristics a server can run")
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if twice:
+        raise ConfigError(f"{where}={list(names)!r} names {', '.join(map(repr, twice))} twice: expected distinct baselines")
     return tuple(str(n) for n in names)
 
 
@@ -89,7 +92,7 @@ class PortfolioWrapper(gym.Wrapper):
         for i, member in enumerate(self.policies):
             if member == target:
                 return i
-        raise ConfigError(f"teacher {getattr(target, 'name', target)!r} is not in the portfolio {list(self.portfolio)}")
+        raise ConfigError(f"bc.teacher={getattr(target, 'name', target)!r} is not in the portfolio {list(self.portfolio)}: a portfolio agent clones one of its heuristics")
 
     def step(self, action: Any):
         return self.env.step(self.scores(action))

@@ -790,8 +790,9 @@ class Engine:
         a swap-in), preempting lower-priority holders, lowest first, if that suffices (for an
         admission only with ``admission_preemption``). Returns False (preempting nobody) if it
         cannot. ``hits``: the cached blocks ``r`` is about to take (an admission with prefix hits);
-        one of them that only victims hold does not count as freed, since ``r`` takes it back at
-        once (counting it let the admission overdraw the pool, free blocks below 0)."""
+        one of them that only victims hold is freed by their preemption and taken back by ``r`` at
+        once, so it adds one to what ``r`` needs (not counting it let the admission overdraw the
+        pool, free blocks below 0)."""
         reserve = self.watermark_blocks if watermark else 0
         free = self.free_blocks
         if free - need >= reserve or (watermark and free >= need and free == self.num_blocks):
@@ -802,7 +803,8 @@ class Engine:
         victims: list[Request] = []
         cache = self.prefix_cache
         pending: dict[int, int] = {}  # with caching: the victims' references to each cached block so far
-        taken: set[int] = set(hits) if hits is not None else set()  # cached blocks r takes: not freed for it
+        taken: set[int] = set(hits) if hits is not None else set()  # cached blocks r takes
+        retaken = 0  # of those, the ones the victims free: r takes them back from the free pool
         for v in reversed(self.holders):
             if v is r or _sort_key(v) <= key:
                 break
@@ -822,9 +824,11 @@ class Engine:
                     for h in refs:
                         held = pending.get(h, 0) + 1
                         pending[h] = held
-                        if held == cache.refs[h] and h not in taken:
+                        if held == cache.refs[h]:
                             free += 1
-            if free - need >= reserve or (watermark and free >= need and free == self.num_blocks):
+                            if h in taken:
+                                retaken += 1
+            if free - need - retaken >= reserve or (watermark and free >= need + retaken and free == self.num_blocks):
                 for victim in victims:
                     self._preempt(victim)
                 return True
