@@ -15,6 +15,7 @@
 
     python benchmarks/bench_train.py                   # throughput: 16,384 steps, CPU, default vec env (vector)
     python benchmarks/bench_train.py --small           # the same with a smaller set encoder (32 wide, 1 block)
+    python benchmarks/bench_train.py --small --minibatches by-occupancy   # minibatches of similar occupancy
     python benchmarks/bench_train.py --steps 65536 --device cuda --vec-env subproc --threads 2
     python benchmarks/bench_train.py --agent models/serve_rank_ppo.zip --seeds 100 \
         --workloads sharegpt azure-code mooncake-conversation
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a smaller set encoder: embed_dim 32, 1 attention block")
     parser.add_argument("--n-envs", type=int, help="default: the config's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as llmsched-train on CPU)")
+    parser.add_argument("--minibatches", choices=("random", "by-occupancy"), default="random",
+                        help="PPO's minibatches: random (SB3's) or grouped by slot occupancy (train.buffers)")
     parser.add_argument("--agent", help="a trained model: print its figures against the baselines instead")
     parser.add_argument("--seeds", type=int, default=100, help="held-out workloads per preset (--agent)")
     parser.add_argument("--workloads", nargs="+", default=["sharegpt"], help="length presets (--agent)")
@@ -98,9 +101,7 @@ def main() -> None:
     if args.agent:
         agent_figures(args.agent, [20_000 + i for i in range(args.seeds)], args.workloads)
         return
-    config = TrainConfig()
-    if args.scenario:
-        config = TrainConfig.from_dict({"scenario": args.scenario})
+    config = TrainConfig.from_dict({"minibatches": args.minibatches, **({"scenario": args.scenario} if args.scenario else {})})
     n_envs = args.n_envs or config.n_envs
     vec_env = args.vec_env or config.vec_env
     device = resolve_device(args.device)
@@ -134,7 +135,7 @@ def main() -> None:
           f"({torch.get_num_threads()} threads), device {device}")  # fmt: skip
     print(
         f"config: {config.algo}, env {config.env} scenario {config.scenario.name}, reward vs {config.reward_reference}, "
-        f"{n_envs} {vec_env} envs, n_steps {kwargs['n_steps']}, batch {kwargs['batch_size']}, {kwargs['n_epochs']} epochs, "
+        f"{n_envs} {vec_env} envs, n_steps {kwargs['n_steps']}, batch {kwargs['batch_size']} ({config.minibatches}), {kwargs['n_epochs']} epochs, "
         f"set encoder {extractor}"
     )
     print(f"training (rollouts + updates): {train_rate:,.0f} env steps/s over {args.steps:,} steps")

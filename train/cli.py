@@ -40,12 +40,12 @@ from llmsched_env.cli_args import ArgumentParser
 from llmsched_env.sim.config import yaml_load
 from llmsched_env.sim.validation import ConfigError
 
-from .config import ALGOS, VEC_ENVS, TrainConfig, read_yaml
+from .config import ALGOS, MINIBATCHES, VEC_ENVS, TrainConfig, read_yaml
 
 EXIT_USAGE = 2
 BACKENDS = ("sb3", "rllib")
 # flags that only one backend reads (argparse dest -> the backend)
-SB3_ONLY = ("algo", "env", "n_timesteps", "n_envs", "vec_env", "device", "eval_freq", "eval_episodes", "save_freq",
+SB3_ONLY = ("algo", "env", "n_timesteps", "n_envs", "vec_env", "minibatches", "device", "eval_freq", "eval_episodes", "save_freq",
             "bc_teacher", "bc_episodes", "bc_epochs", "no_bc", "trained_agent", "tensorboard_log", "num_threads", "progress")  # fmt: skip
 RLLIB_ONLY = ("ray_address", "iterations", "num_env_runners")
 EXIT_INTERRUPTED = 130
@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-timesteps", type=int, help="PPO env steps")
     p.add_argument("--n-envs", type=int, help="parallel envs")
     p.add_argument("--vec-env", choices=VEC_ENVS, help="vector (default: one process, batched), subproc or dummy")
+    p.add_argument("--minibatches", choices=MINIBATCHES, help="PPO's minibatches: random (default, SB3's) or by-occupancy "
+                   "(samples of similar slot occupancy together: less padding, faster updates; train/buffers.py)")
     p.add_argument("--seed", type=int, help="seed of numpy, torch, python and the envs")
     p.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--eval-freq", type=int, help="env steps between evaluations (0: only at the start)")
@@ -118,7 +120,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     where = args.config or "config"
     for flag, key in (
         ("algo", "algo"), ("env", "env"), ("n_timesteps", "n_timesteps"), ("n_envs", "n_envs"),
-        ("vec_env", "vec_env"), ("seed", "seed"), ("device", "device"), ("eval_freq", "eval_freq"),
+        ("vec_env", "vec_env"), ("minibatches", "minibatches"), ("seed", "seed"), ("device", "device"), ("eval_freq", "eval_freq"),
         ("eval_episodes", "eval_episodes"), ("save_freq", "save_freq"), ("progress", "progress_bar"),
     ):  # fmt: skip
         value = getattr(args, flag)

@@ -27,6 +27,7 @@ value and what is allowed. Layout::
     save_freq: 0                      # env steps between checkpoints (0: none)
     progress_bar: true
     portfolio: [trail, mlfq, sjf, fcfs]  # ppo_portfolio only: the heuristics it picks from (this default)
+    minibatches: random               # or by-occupancy: PPO minibatches of similar slot occupancy (train.buffers)
 
 ``hyperparams`` are the keyword arguments of the SB3 algorithm (``policy``, ``env``, ``seed``,
 ``device``, ``tensorboard_log`` and ``verbose`` come from the rest of the config). As in rl-zoo3,
@@ -61,6 +62,7 @@ ALGOS: dict[str, tuple[str, str, str]] = {
 #: the env action mode each algorithm's agent acts through (a portfolio agent's picks become rank scores)
 ENV_ACTION_MODE = {"rank": "rank", "admit": "admit", "portfolio": "rank"}
 VEC_ENVS = ("vector", "subproc", "dummy")  # train.vec_env.vec_env_class
+MINIBATCHES = ("random", "by-occupancy")  # PPO's minibatches (train.buffers)
 SET_BY_CONFIG = ("policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
 SCHEDULED = ("learning_rate", "clip_range")  # may be "lin_<value>"
 #: bounds of the numeric PPO arguments (SB3 checks few of them and fails deep inside training)
@@ -237,6 +239,7 @@ class TrainConfig:
     save_freq: int = 0
     progress_bar: bool = True
     portfolio: tuple[str, ...] | None = None  # algo ppo_portfolio: the heuristics it picks from (None: train.portfolio.DEFAULT_PORTFOLIO)
+    minibatches: str = "random"  # PPO's minibatches: random (SB3's) or by-occupancy (train.buffers)
 
     def __post_init__(self) -> None:
         if self.env.removeprefix("llmsched_env:") not in ENVS:
@@ -319,6 +322,9 @@ class TrainConfig:
 
             if baselines.parse(self.bc.teacher) not in [baselines.parse(n) for n in self.portfolio]:
                 raise ConfigError(f"bc.teacher={self.bc.teacher!r} is not in the portfolio {list(self.portfolio)}: a portfolio agent clones one of its heuristics")
+        check_choice("minibatches", self.minibatches, MINIBATCHES)
+        if self.minibatches != "random" and ALGOS[self.algo][2] == "admit":
+            raise ConfigError(f"minibatches={self.minibatches!r} is for algo ppo and ppo_portfolio (algo={self.algo!r}): expected random")
         if not isinstance(self.progress_bar, bool):
             raise fail("progress_bar", self.progress_bar, "true or false")
 
@@ -336,8 +342,14 @@ class TrainConfig:
         return self.env if ":" in self.env else f"llmsched_env:{self.env}"
 
     def algo_kwargs(self) -> dict[str, Any]:
-        """``hyperparams`` ready for the SB3 constructor (``lin_`` schedules resolved)."""
-        return algo_kwargs(self.hyperparams)
+        """``hyperparams`` ready for the SB3 constructor (``lin_`` schedules resolved; the rollout
+        buffer of ``minibatches``)."""
+        kwargs = algo_kwargs(self.hyperparams)
+        if self.minibatches == "by-occupancy":
+            from .buffers import OccupancyRolloutBuffer
+
+            kwargs["rollout_buffer_class"] = OccupancyRolloutBuffer
+        return kwargs
 
     @property
     def scenario(self) -> Scenario:

@@ -38,7 +38,7 @@ ALGO = "ppo_mask"
 DEFAULT_HYPERPARAMS = {"n_steps": 1024, "batch_size": 256, "learning_rate": 3e-4, "gamma": 0.95, "ent_coef": 0.01}
 METRICS = {"e2e_mean": "e2e_mean_s", "e2e_p99": "e2e_p99_s", "ttft_mean": "ttft_mean_s", "prefix_hit_rate": "prefix_hit_rate_tokens"}
 #: flags of llmsched-train that only mean something for a scheduling agent on Serve
-SERVE_ONLY_FLAGS = ("env", "vec_env", "bc_teacher", "bc_episodes", "bc_epochs", "reward_reference", "trained_agent", "save_freq")
+SERVE_ONLY_FLAGS = ("env", "vec_env", "minibatches", "bc_teacher", "bc_episodes", "bc_epochs", "reward_reference", "trained_agent", "save_freq")
 
 
 @dataclass(frozen=True)
