@@ -159,19 +159,25 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for name, (steps, values) in curves.items():
-            ax.plot(steps, values, marker="o", label=name)
-        first = args.out / f"{args.scenario}__{next(iter(curves))}"
-        for tb in sorted(first.glob("tb/baseline-*")):  # the heuristics on the same workloads: constant lines
-            _, values = curve(first, f"tb/{tb.name}")
-            if len(values):
-                ax.axhline(values[0], linestyle="--", linewidth=1, color="grey")
-                ax.annotate(tb.name.removeprefix("baseline-"), (0, values[0]), textcoords="offset points", xytext=(2, 2), fontsize=8, color="grey")
-        ax.set_xlabel("PPO env steps (step 0: after behaviour cloning)")
-        ax.set_ylabel("validation mean latency (s)")
-        ax.set_title(f"{args.scenario}: validation curves")
-        ax.legend()
+        # rank and portfolio variants validate on episodes of different lengths: one panel each
+        groups = [[n for n in curves if not n.startswith("portfolio")], [n for n in curves if n.startswith("portfolio")]]
+        groups = [g for g in groups if g]
+        fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4), squeeze=False)
+        for ax, names in zip(axes[0], groups):
+            for name in names:
+                steps, values = curves[name]
+                ax.plot(steps, values, marker="o", label=name)
+            first = args.out / f"{args.scenario}__{names[0]}"
+            for tb in sorted(first.glob("tb/baseline-*")):  # the heuristics on the same workloads: constant lines
+                _, values = curve(first, f"tb/{tb.name}")
+                if len(values):
+                    ax.axhline(values[0], linestyle="--", linewidth=1, color="grey")
+                    ax.annotate(tb.name.removeprefix("baseline-"), (0, values[0]), textcoords="offset points", xytext=(2, 2), fontsize=8, color="grey")
+            requests = args.portfolio_episode_requests if names[0].startswith("portfolio") else args.episode_requests
+            ax.set_xlabel("PPO env steps (step 0: after behaviour cloning)")
+            ax.set_ylabel("validation mean latency (s)")
+            ax.set_title(f"{args.scenario}: validation curves ({requests}-request workloads)")
+            ax.legend()
         fig.tight_layout()
         args.out.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.out / "curves.png", dpi=110)
