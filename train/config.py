@@ -285,17 +285,7 @@ class TrainConfig:
                 raise ConfigError(f"eval_baselines: {err}") from None
         if self.reward_reference == "teacher" and self.bc is None:
             raise ConfigError("reward_reference='teacher' needs behaviour cloning (bc): name a baseline or null instead")
-        if self.reward_reference is not None:
-            try:
-                if self.reward_reference != "teacher":
-                    baselines.parse(self.reward_reference)
-            except ConfigError as err:
-                raise ConfigError(f"reward_reference: {err}") from None
-            if first.reward != "latency":
-                raise ConfigError(
-                    f"reward_reference={self.reward_reference!r} needs the env's latency reward, not "
-                    f"reward={first.reward!r}: set reward_reference: null"
-                )
+        check_reward_reference(self.reward_reference, first.reward, teacher=True)
         if self.bc is not None and not isinstance(self.bc, BCConfig):
             raise fail("bc", self.bc, "a mapping of behaviour-cloning settings or null")
         object.__setattr__(self, "save_freq", check_nonnegative("save_freq", self.save_freq, integer=True))
@@ -306,7 +296,7 @@ class TrainConfig:
                 raise ConfigError(f"portfolio={self.portfolio!r} is for algo=ppo_portfolio only (algo={self.algo!r}): remove it or set algo: ppo_portfolio")
         else:
             chosen = DEFAULT_PORTFOLIO if self.portfolio is None else self.portfolio
-            object.__setattr__(self, "portfolio", check_portfolio(list(chosen) if isinstance(chosen, (list, tuple)) else chosen))
+            object.__setattr__(self, "portfolio", check_portfolio(chosen))
             if "distribution" in (self.hyperparams.get("policy_kwargs") or {}):
                 raise ConfigError(
                     f"hyperparams.policy_kwargs.distribution={self.hyperparams['policy_kwargs']['distribution']!r} is invalid for "
@@ -403,6 +393,22 @@ class TrainConfig:
         from llmsched_env.sim.config import from_dict
 
         return from_dict(cls, kwargs, where)  # the project's one reader: bc is built by it
+
+
+def check_reward_reference(reference: str | None, reward: str, *, teacher: bool) -> None:
+    """``reward_reference`` must be null or a baseline spec (or ``teacher`` where behaviour cloning
+    names one), and needs the env's ``latency`` reward (``train.rewards.ReferenceReward``)."""
+    if reference is None:
+        return
+    if not (teacher and reference == "teacher"):
+        import baselines
+
+        try:
+            baselines.parse(reference)
+        except ConfigError as err:
+            raise ConfigError(f"reward_reference: {err}") from None
+    if reward != "latency":
+        raise ConfigError(f"reward_reference={reference!r} needs the env's latency reward, not reward={reward!r}: set reward_reference: null")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from llmsched_env.sim.api import SimResult
 from llmsched_env.sim.config import SimConfig
 from llmsched_env.sim.validation import ConfigError, check_known_keys, check_nonnegative, check_positive, fail
 
-from .config import read_scenario
+from .config import check_reward_reference, read_scenario
 from .networks import SetEncoder, SetHeads, SlotScores
 from .ray_session import init
 
@@ -248,18 +248,7 @@ class RLlibConfig:
         if not isinstance(self.model, Mapping):
             raise fail("model", self.model, "a mapping of " + ", ".join(MODEL_KEYS))
         check_known_keys("model", self.model, MODEL_KEYS)
-        if self.reward_reference is not None:
-            import baselines
-
-            try:
-                baselines.parse(self.reward_reference)
-            except ConfigError as err:
-                raise ConfigError(f"reward_reference: {err}") from None
-            if options.reward != "latency":
-                raise ConfigError(
-                    f"reward_reference={self.reward_reference!r} needs the env's latency reward, not reward={options.reward!r}: "
-                    "set reward_reference: null"
-                )
+        check_reward_reference(self.reward_reference, options.reward, teacher=False)  # no cloning here: no teacher
 
     @property
     def env_config(self) -> dict[str, Any]:
